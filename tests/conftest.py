@@ -1,0 +1,45 @@
+"""Shared test set-up.
+
+Tiers (marker given by folder, see ``pytest_collection_modifyitems``):
+
+* ``unit``   -- tests/unit: pure torch/numpy, no ComfyUI; seconds.
+* ``comfy``  -- tests/comfy: import the pinned ComfyUI in-process and load the pack as a package.
+* ``server`` -- tests/server: a real ComfyUI server (child process) with the pack in custom_nodes.
+* ``browser``-- tests/browser: the ComfyUI frontend in headless Chromium.
+
+Unit tests import the core as ``beyond_monologue`` (the repo root is appended to sys.path, after
+ComfyUI's folder, so that ComfyUI's own top-level ``nodes`` module is never shadowed by this
+pack's ``nodes/`` package). Comfy-tier tests import everything through the ``pack`` fixture.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / ".cache" / "assets"
+TIERS = ("unit", "comfy", "server", "browser")
+pytest_plugins = ["comfy_inprocess"]
+
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """Folder with the real inputs of scripts/fetch_assets.py (fetched on first use)."""
+    wanted = ["sample.wav", "sample.rttm", "grace_hopper.jpg", "astronaut.png"]
+    if not all((ASSETS / name).is_file() for name in wanted):
+        import subprocess
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_assets.py"), "--dest", str(ASSETS)], check=True)
+    return ASSETS

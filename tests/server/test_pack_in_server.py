@@ -1,0 +1,114 @@
+"""The pack loads in a real ComfyUI and its nodes execute through the HTTP API."""
+
+import io
+import json
+import wave
+
+import numpy as np
+import pytest
+
+PACK_MODULE = "custom_nodes.comfyui-beyond-monologue"
+
+
+def test_pack_imports_without_failure(comfy_server, client):
+    assert client.system_stats()["system"]["comfyui_version"]
+    log = comfy_server.log_text()
+    for failure in ("IMPORT FAILED", "Cannot import", "Error while calling comfy_entrypoint", "Traceback"):
+        assert failure not in log, f"{failure!r} in ComfyUI log:\n{comfy_server.log_tail()}"
+
+
+def test_every_node_listed_with_category_description_and_tooltips(client, pack_nodes):
+    info = client.object_info()
+    ours = {name: entry for name, entry in info.items() if entry.get("python_module") == PACK_MODULE}
+    assert set(ours) == set(pack_nodes), "object_info and the pack's extension disagree"
+    for name, entry in ours.items():
+        assert entry["category"].startswith("BeyondMonologue/"), name
+        assert entry["description"], name
+        for section in ("required", "optional"):
+            for input_name, spec in entry["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip in /object_info"
+
+
+def write_wav(path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write float samples [T, C] in -1..1 as 16-bit PCM WAV."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(pcm.shape[1])
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as src:
+        data = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2").astype(np.float32) / 32767
+        return data.reshape(-1, src.getnchannels()), src.getframerate()
+
+
+@pytest.fixture(scope="module")
+def stereo_conversation(assets, tmp_path_factory):
+    """The real two-speaker sample.wav made stereo with its ground-truth turns: left = speaker90, right = speaker91."""
+    from beyond_monologue.turns import parse_turns_text, turns_to_mask
+
+    mono, sr = read_wav(assets / "sample.wav")
+    mono = mono[:, 0]
+    turns = parse_turns_text((assets / "sample.rttm").read_text())
+    masks = [turns_to_mask(turns[s], len(mono), sr).numpy() for s in ("speaker90", "speaker91")]
+    stereo = np.stack([mono * masks[0], mono * masks[1]], axis=1)
+    path = tmp_path_factory.mktemp("audio") / "conversation_stereo.wav"
+    write_wav(path, stereo, sr)
+    return path, stereo, sr
+
+
+def test_split_conversation_runs_through_the_api(client, stereo_conversation):
+    path, stereo, sr = stereo_conversation
+    name = client.upload_file(path)
+    prompt = {
+        "1": {"class_type": "LoadAudio", "inputs": {"audio": name}},
+        "2": {"class_type": "BMSplitConversation",
+              "inputs": {"conversation": ["1", 0], "mode": "stereo", "avatar_speaker": "speaker_2", "turns": ""}},
+        "3": {"class_type": "SaveAudio", "inputs": {"audio": ["2", 0], "filename_prefix": "test/talk"}},
+        "4": {"class_type": "SaveAudio", "inputs": {"audio": ["2", 1], "filename_prefix": "test/listen"}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+    }
+    result = client.run(prompt, timeout_s=120)
+    assert result.status == "success", result.error_message()
+
+    import av  # ComfyUI's own audio decoder
+
+    def decode(entry):
+        data = client.view(entry["filename"], entry["subfolder"], entry["type"])
+        with av.open(io.BytesIO(data)) as container:
+            frames = [f.to_ndarray() for f in container.decode(audio=0)]
+            rate = container.streams.audio[0].rate
+        samples = np.concatenate(frames, axis=1)[0]
+        if samples.dtype.kind == "i":  # FLAC decodes to integer PCM
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+        return samples, rate
+
+    talk, talk_sr = decode(result.outputs["3"]["audio"][0])
+    listen, _ = decode(result.outputs["4"]["audio"][0])
+    assert talk_sr == sr and len(talk) == len(stereo) and len(listen) == len(stereo)
+    # avatar = speaker_2 = right channel = speaker91; FLAC keeps the 16-bit samples
+    assert np.max(np.abs(talk - stereo[:, 1])) < 1e-3
+    assert np.max(np.abs(listen - stereo[:, 0])) < 1e-3
+
+    turns = json.loads(result.outputs["5"]["text"][0])
+    assert set(turns) == {"speaker_1", "speaker_2"}
+    first_start = min(s for s, _ in turns["speaker_1"])
+    assert first_start == pytest.approx(6.69, abs=0.1)  # speaker90's first ground-truth turn
+
+
+def test_bad_input_is_a_node_error_and_the_server_stays_up(client, assets):
+    name = client.upload_file(assets / "sample.wav")  # mono: stereo mode must refuse it
+    prompt = {
+        "1": {"class_type": "LoadAudio", "inputs": {"audio": name}},
+        "2": {"class_type": "BMSplitConversation",
+              "inputs": {"conversation": ["1", 0], "mode": "stereo", "avatar_speaker": "speaker_1", "turns": ""}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+    }
+    result = client.run(prompt, timeout_s=120)
+    assert result.status == "error"
+    assert "stereo mode needs 2" in result.error_message() and "Fix:" in result.error_message()
+    assert client.system_stats()  # still serving

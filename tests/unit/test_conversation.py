@@ -1,0 +1,80 @@
+import math
+
+import pytest
+import torch
+
+from beyond_monologue.audio_checks import check_audio, make_audio
+from beyond_monologue.conversation import smooth_mask, speaker_index, split_by_turns, split_stereo
+from beyond_monologue.errors import BMInputError
+from beyond_monologue.turns import turns_to_mask
+
+SR = 16000
+
+
+def tone(seconds, freq, sr=SR):
+    t = torch.arange(int(seconds * sr)) / sr
+    return 0.5 * torch.sin(2 * math.pi * freq * t)
+
+
+def test_stereo_split_keeps_channels_and_finds_turns():
+    left = torch.cat([tone(1.0, 220), torch.zeros(SR)])
+    right = torch.cat([torch.zeros(SR), tone(1.0, 330)])
+    talk, listen, turns = split_stereo(torch.stack([left, right]), SR, avatar=1)
+    assert torch.equal(talk, right) and torch.equal(listen, left)
+    (s1, e1), = turns["speaker_1"]
+    (s2, e2), = turns["speaker_2"]
+    assert s1 == pytest.approx(0.0, abs=0.03) and e1 == pytest.approx(1.0, abs=0.03)
+    assert s2 == pytest.approx(1.0, abs=0.03) and e2 == pytest.approx(2.0, abs=0.03)
+
+
+def test_stereo_split_rejects_mono():
+    with pytest.raises(BMInputError, match="stereo mode needs 2"):
+        split_stereo(torch.zeros(1, SR), SR, 0)
+
+
+def test_turns_split_masks_and_keeps_overlap():
+    mono = tone(3.0, 200).unsqueeze(0)
+    turns = {"a": [(0.0, 1.5)], "b": [(1.2, 3.0)]}
+    talk, listen, _ = split_by_turns(mono, SR, turns, avatar=0)
+    assert talk.shape == listen.shape == (3 * SR,)
+    overlap = slice(int(1.25 * SR), int(1.45 * SR))
+    assert torch.allclose(talk[overlap], mono[0, overlap]) and torch.allclose(listen[overlap], mono[0, overlap])
+    assert talk[int(1.6 * SR):].abs().max() == 0  # silence outside the avatar's turns
+    assert listen[: int(1.1 * SR)].abs().max() == 0
+
+
+def test_turns_split_needs_two_speakers_inside_audio():
+    mono = torch.zeros(1, SR)
+    with pytest.raises(BMInputError, match="exactly two speakers"):
+        split_by_turns(mono, SR, {"a": [(0, 1)]}, 0)
+    with pytest.raises(BMInputError, match="after the audio ends"):
+        split_by_turns(mono, SR, {"a": [(5, 6)], "b": [(7, 8)]}, 0)
+
+
+def test_smooth_mask_has_exact_plateau_and_short_ramps():
+    mask = turns_to_mask([(0.5, 1.0)], 2 * SR, SR)
+    gain = smooth_mask(mask, SR, ramp_s=0.01)
+    assert torch.all(gain[mask] == 1.0)
+    assert gain[: int(0.494 * SR)].max() == 0 and gain[int(1.006 * SR):].max() == 0
+    assert 0 < gain[int(0.497 * SR)] < 1
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({"waveform": torch.zeros(1, 3, 10), "sample_rate": SR}, "3 channels"),
+    ({"waveform": torch.zeros(2, 1, 10), "sample_rate": SR}, "batch of 2"),
+    ({"waveform": torch.zeros(1, 1, 0), "sample_rate": SR}, "no samples"),
+    ({"waveform": torch.tensor([[[0.0, float("nan")]]]), "sample_rate": SR}, "NaN"),
+    ({"waveform": torch.zeros(1, 1, 10)}, "not an AUDIO value"),
+])
+def test_check_audio_rejects(bad, fragment):
+    with pytest.raises(BMInputError, match=fragment):
+        check_audio(bad, "conversation")
+
+
+def test_check_audio_and_make_audio_round_trip():
+    audio = make_audio(torch.ones(2, 5), 8000)
+    clip, sr = check_audio(audio, "x")
+    assert clip.shape == (2, 5) and sr == 8000 and audio["waveform"].shape == (1, 2, 5)
+    assert speaker_index("speaker_2") == 1
+    with pytest.raises(BMInputError):
+        speaker_index("speaker_3")
