@@ -3,8 +3,14 @@ import torch
 
 from beyond_monologue.duplex_audio import DuplexAudio
 from beyond_monologue.errors import BMInputError
-from beyond_monologue.timebase import (audio_window_frame_indices, floor_frame_count, frame_count, frames_of_latent,
-                                       latent_count, latent_times_s)
+from beyond_monologue.timebase import (
+    audio_window_frame_indices,
+    floor_frame_count,
+    frame_count,
+    frames_of_latent,
+    latent_count,
+    latent_times_s,
+)
 
 
 @pytest.mark.parametrize("frames, latents", [(1, 1), (5, 2), (81, 21), (121, 31)])
