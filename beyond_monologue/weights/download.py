@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +137,7 @@ def _transfer(url: str, part: Path, digest_box: list, timeout_s: float, progress
 
 
 def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retries: int = 3,
-                  backoff_s: float = 2.0, progress: bool = True, cache: Sha256Cache | None = None,
-                  sleep: Callable[[float], None] = time.sleep) -> str:
+                  backoff_s: float = 2.0, progress: bool = True, cache: Sha256Cache | None = None) -> str:
     """Download ``file`` to ``target`` through ``target.part``; returns the SHA-256 of what was written.
 
     Args:
@@ -165,7 +163,7 @@ def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retrie
             if attempt == retries:
                 raise DownloadError(f"{file.filename}: the connection kept failing ({error}); run the same "
                                     f"command again to resume from {part.stat().st_size:,} bytes") from None
-            sleep(backoff_s * (attempt + 1))
+            time.sleep(backoff_s * (attempt + 1))
             continue
         have = part.stat().st_size
         if total is None or have >= total:
@@ -173,7 +171,7 @@ def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retrie
         if attempt == retries:
             raise DownloadError(f"{file.filename}: stopped at {have:,} of {total:,} bytes; run the same command "
                                 "again to resume")
-        sleep(backoff_s * (attempt + 1))
+        time.sleep(backoff_s * (attempt + 1))
     return _finish(file, target, part, digest_box[0].hexdigest(), cache)
 
 
