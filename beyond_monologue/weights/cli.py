@@ -15,7 +15,7 @@ from pathlib import Path
 from ..comfy_launcher import PACK_ROOT, find_comfyui
 from .hashing import Sha256Cache, default_cache_path
 from .manifest import ManifestError, load_manifest
-from .messages import manual_instructions
+from .messages import CLI, manual_instructions
 from .verify import models_dir_of, set_is_usable, verify_set
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_NETWORK, EXIT_DOWNLOAD_FAILED = 0, 1, 2, 3, 4
@@ -75,7 +75,7 @@ def cmd_verify(args) -> int:
         return EXIT_OK
     print(f"\n{len(missing)} required file(s) missing or not usable.")
     print(manual_instructions(missing))
-    print(f"Or download them: python -m beyond_monologue.weights download --set {args.set} --comfyui <ComfyUI folder>")
+    print(f"Or download them: {CLI} download --set {args.set} --comfyui <ComfyUI folder>")
     return EXIT_FAILED
 
 
@@ -132,7 +132,7 @@ def cmd_smoke(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands list, verify, download, smoke)."""
     parser = argparse.ArgumentParser(
-        prog="python -m beyond_monologue.weights",
+        prog=CLI,
         description="Model files for comfyui-beyond-monologue: which go where, verify them, download them, "
                     "or generate small untrained smoke checkpoints for tests. Exit codes: 0 ok, 1 files missing "
                     "or not usable, 2 usage or manifest error, 3 no network, 4 a download failed.")

@@ -100,13 +100,22 @@ def _content_total(response, offset: int) -> int | None:
     return int(length) + offset if length and length.isdigit() else None
 
 
-def _transfer(url: str, part: Path, digest_box: list, timeout_s: float, progress: bool) -> int | None:
-    """One HTTP attempt: append to ``part`` from its current size (or restart it); returns the total size if known.
+class _Part:
+    """The ``<name>.part`` file of a download and the running SHA-256 of its bytes."""
 
-    ``digest_box[0]`` is the running SHA-256 of ``part``'s bytes; it is replaced when the server
-    ignores the ``Range`` request and the part restarts from zero.
-    """
-    offset = part.stat().st_size if part.exists() else 0
+    def __init__(self, target: Path, progress: bool):
+        self.path = target.with_name(target.name + ".part")
+        self.digest = hashlib.sha256()
+        if self.size():
+            hash_stream_into(self.digest, self.path, progress, f"resume {target.name}: hashing partial")
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+
+def _transfer(url: str, part: _Part, timeout_s: float, progress: bool) -> int | None:
+    """One HTTP attempt: append to the part from its current size (or restart it); returns the total size if known."""
+    offset = part.size()
     try:
         response = _open(url, timeout_s, offset=offset)
     except urllib.error.HTTPError as error:
@@ -116,20 +125,20 @@ def _transfer(url: str, part: Path, digest_box: list, timeout_s: float, progress
     with response:
         resumed = offset > 0 and response.status == 206 and \
             response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
-        if not resumed:
+        if not resumed:  # the server ignored the range: start over
             offset = 0
-            digest_box[0] = hashlib.sha256()
+            part.digest = hashlib.sha256()
         total = _content_total(response, offset)
         if total is not None:
-            free = shutil.disk_usage(part.parent).free
+            free = shutil.disk_usage(part.path.parent).free
             if total - offset > free:
-                raise DownloadError(f"not enough disk space in {part.parent}: {total - offset:,} bytes needed, "
+                raise DownloadError(f"not enough disk space in {part.path.parent}: {total - offset:,} bytes needed, "
                                     f"{free:,} free")
-        with open(part, "ab" if resumed else "wb") as out, \
-                progress_bar(total or 0, part.name.removesuffix(".part"), progress, initial=offset) as bar:
+        with open(part.path, "ab" if resumed else "wb") as out, \
+                progress_bar(total or 0, part.path.name.removesuffix(".part"), progress, initial=offset) as bar:
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
-                digest_box[0].update(chunk)
+                part.digest.update(chunk)
                 bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
@@ -151,28 +160,23 @@ def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retrie
             content is known to be wrong.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    digest_box = [hashlib.sha256()]
-    if part.exists() and part.stat().st_size:
-        hash_stream_into(digest_box[0], part, progress, f"resume {file.filename}: hashing partial")
-    total = None
+    part = _Part(target, progress)
     for attempt in range(retries + 1):
         try:
-            total = _transfer(file.url, part, digest_box, timeout_s, progress)
+            total = _transfer(file.url, part, timeout_s, progress)
         except _RETRYABLE as error:
             if attempt == retries:
                 raise DownloadError(f"{file.filename}: the connection kept failing ({error}); run the same "
-                                    f"command again to resume from {part.stat().st_size:,} bytes") from None
+                                    f"command again to resume from {part.size():,} bytes") from None
             time.sleep(backoff_s * (attempt + 1))
             continue
-        have = part.stat().st_size
-        if total is None or have >= total:
+        if total is None or part.size() >= total:
             break
         if attempt == retries:
-            raise DownloadError(f"{file.filename}: stopped at {have:,} of {total:,} bytes; run the same command "
-                                "again to resume")
+            raise DownloadError(f"{file.filename}: stopped at {part.size():,} of {total:,} bytes; run the same "
+                                "command again to resume")
         time.sleep(backoff_s * (attempt + 1))
-    return _finish(file, target, part, digest_box[0].hexdigest(), cache)
+    return _finish(file, target, part.path, part.digest.hexdigest(), cache)
 
 
 def _finish(file: ModelFile, target: Path, part: Path, digest: str, cache: Sha256Cache | None) -> str:
