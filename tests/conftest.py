@@ -21,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / ".cache" / "assets"
+SMOKE_DIR = ROOT / ".cache" / "smoke-weights"  # generated once, reused across sessions (see smoke_models)
 TIERS = ("unit", "comfy", "server", "browser")
 pytest_plugins = ["comfy_inprocess"]
 
@@ -43,3 +44,22 @@ def assets() -> Path:
         import subprocess
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_assets.py"), "--dest", str(ASSETS)], check=True)
     return ASSETS
+
+
+@pytest.fixture(scope="session")
+def smoke_models() -> Path:
+    """A ComfyUI ``models`` folder holding the smoke checkpoints of every manifest set (real names and folders).
+
+    Generated once into ``.cache/smoke-weights`` (or ``$BM_SMOKE_DIR``) and reused while current
+    (same builder, seed and format); about 1.6 GB, ~15 s to generate on 2 cores.
+    """
+    import os
+
+    from beyond_monologue.weights import load_manifest
+    from beyond_monologue.weights.smoke.generate import generate_set
+
+    base = Path(os.environ.get("BM_SMOKE_DIR") or SMOKE_DIR)
+    manifest = load_manifest()
+    for name in manifest.sets:
+        generate_set(manifest, name, base / "models")
+    return base / "models"

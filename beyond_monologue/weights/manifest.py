@@ -1,0 +1,231 @@
+"""The weights manifest: which model files exist, where each goes in ComfyUI, where it comes from.
+
+The data lives in ``weights_manifest/manifest.json`` (format: ``weights_manifest/manifest.schema.json``,
+documented in docs/WEIGHTS.md). This module loads it, validates it against the schema (``jsonschema``)
+and checks what a schema cannot say (every set names existing files, a set's status matches its
+files, a value and its evidence level agree). Nothing here touches the network or ComfyUI.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST_DIR = Path(__file__).resolve().parents[2] / "weights_manifest"
+DEFAULT_MANIFEST = MANIFEST_DIR / "manifest.json"
+SCHEMA_PATH = MANIFEST_DIR / "manifest.schema.json"
+
+# ComfyUI's folder_paths keys and the extra sub-folders ComfyUI also searches for them
+# (folder_paths.py: "unet" for diffusion_models, "clip" for text_encoders). Downloads go to the key's
+# own folder; lookups accept both.
+FOLDER_ALIASES = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}
+
+
+class ManifestError(ValueError):
+    """The manifest file is unreadable, breaks its schema or contradicts itself (the message says where)."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model file: where it goes, where it comes from and how to check it.
+
+    Attributes:
+        id: the manifest key (``wan22_vae`` ...).
+        folder: ComfyUI model folder (``folder_paths`` key, e.g. ``"vae"``).
+        filename: file name inside that folder; ``alt_filenames`` are accepted spellings.
+        url: download address, or None while unpublished.
+        size_bytes / sha256: expected size and hash, or None when unknown.
+        size_evidence / sha256_evidence: ``verified``, ``derived``, ``mirror`` or ``unknown``.
+        licence, dtype, purpose, source: descriptive text; ``size_note`` a human size hint.
+        smoke: id of the smoke-checkpoint builder, or None.
+    """
+
+    id: str
+    folder: str
+    filename: str
+    url: str | None
+    size_bytes: int | None
+    size_evidence: str
+    sha256: str | None
+    sha256_evidence: str
+    licence: str
+    dtype: str
+    purpose: str
+    source: str
+    smoke: str | None
+    alt_filenames: tuple[str, ...] = ()
+    size_note: str = ""
+
+    @property
+    def published(self) -> bool:
+        """True when a download address is known."""
+        return self.url is not None
+
+    def names(self) -> tuple[str, ...]:
+        """The file name and its accepted alternative spellings."""
+        return (self.filename, *self.alt_filenames)
+
+    def target_path(self, models_dir: Path) -> Path:
+        """Where a download puts the file: ``models_dir/<folder>/<filename>``."""
+        return Path(models_dir) / self.folder / self.filename
+
+    def find_in(self, models_dir: Path) -> Path | None:
+        """The file inside ``models_dir`` (folder aliases and alternative names, case-insensitive), or None."""
+        wanted = {name.lower() for name in self.names()}
+        for sub in FOLDER_ALIASES.get(self.folder, (self.folder,)):
+            folder = Path(models_dir) / sub
+            exact = folder / self.filename
+            if exact.is_file():
+                return exact
+            if folder.is_dir():
+                for entry in sorted(folder.iterdir()):
+                    if entry.name.lower() in wanted and entry.is_file():
+                        return entry
+        return None
+
+    def size_text(self) -> str:
+        """Size for messages: exact bytes when known, else the manifest's note, else ``"size unknown"``."""
+        if self.size_bytes is not None:
+            return f"{self.size_bytes:,} bytes = {self.size_bytes / 2**30:.2f} GiB"
+        return self.size_note or "size unknown"
+
+
+@dataclass(frozen=True)
+class SetEntry:
+    """A file as part of a set; optional files (``required=False``) may be absent."""
+
+    file: ModelFile
+    required: bool
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """A named group of files that together run one pipeline.
+
+    Attributes:
+        name: set name (``beyond-monologue-wan22-5b`` ...).
+        description: what it is for.
+        status: ``ready`` (every required file is published) or ``waiting-for-weights``.
+        entries: its files, in manifest order.
+    """
+
+    name: str
+    description: str
+    status: str
+    entries: tuple[SetEntry, ...]
+
+    def files(self, required_only: bool = False) -> list[ModelFile]:
+        """The set's files (only the required ones when asked)."""
+        return [e.file for e in self.entries if e.required or not required_only]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """All model files and sets of one manifest file (see :func:`load_manifest`)."""
+
+    path: Path
+    files: dict[str, ModelFile]
+    sets: dict[str, ModelSet]
+
+    def get_set(self, name: str) -> ModelSet:
+        """The set called ``name``.
+
+        Raises:
+            ManifestError: no such set (the message lists the known ones).
+        """
+        if name not in self.sets:
+            raise ManifestError(f"unknown model set {name!r}; known sets: {', '.join(sorted(self.sets))}")
+        return self.sets[name]
+
+    def sets_using(self, file: ModelFile) -> list[ModelSet]:
+        """Every set that lists ``file``."""
+        return [s for s in self.sets.values() if any(e.file.id == file.id for e in s.entries)]
+
+    def lookup(self, folder: str, filename: str) -> ModelFile | None:
+        """The manifest file with this ComfyUI folder (or alias) and name (case-insensitive), or None."""
+        name = Path(filename).name.lower()
+        for file in self.files.values():
+            folders = FOLDER_ALIASES.get(file.folder, (file.folder,))
+            if folder in folders and name in {n.lower() for n in file.names()}:
+                return file
+        return None
+
+
+def _schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate_document(document: dict, where: str = "manifest") -> None:
+    """Check a parsed manifest against the schema and its internal consistency.
+
+    Raises:
+        ManifestError: the first problem found, with its JSON path.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ManifestError(f"{where}: {path}: {error.message}")
+    for file_id, entry in document["files"].items():
+        for field in ("size_bytes", "sha256"):
+            evidence = entry[field.split("_")[0] + "_evidence"]
+            if (entry[field] is None) != (evidence == "unknown"):
+                raise ManifestError(f"{where}: files/{file_id}: {field} is {entry[field]!r} but its evidence is "
+                                    f"{evidence!r} (a value needs verified/derived/mirror, no value needs unknown)")
+    for set_name, entry in document["sets"].items():
+        ids = [f["id"] for f in entry["files"]]
+        if len(set(ids)) != len(ids):
+            raise ManifestError(f"{where}: sets/{set_name}: a file is listed twice")
+        for file_id in ids:
+            if file_id not in document["files"]:
+                raise ManifestError(f"{where}: sets/{set_name}: unknown file id {file_id!r}")
+        unpublished = [f["id"] for f in entry["files"] if f["required"] and document["files"][f["id"]]["url"] is None]
+        status = "waiting-for-weights" if unpublished else "ready"
+        if entry["status"] != status:
+            raise ManifestError(f"{where}: sets/{set_name}: status is {entry['status']!r} but should be {status!r} "
+                                f"(unpublished required files: {unpublished or 'none'})")
+
+
+def parse_manifest(document: dict, path: Path) -> Manifest:
+    """Build a :class:`Manifest` from a parsed (and validated) document."""
+    files = {}
+    for file_id, entry in document["files"].items():
+        fields = dict(entry)
+        fields["alt_filenames"] = tuple(fields.get("alt_filenames", ()))
+        files[file_id] = ModelFile(id=file_id, **fields)
+    sets = {
+        name: ModelSet(name, entry["description"], entry["status"],
+                       tuple(SetEntry(files[f["id"]], f["required"]) for f in entry["files"]))
+        for name, entry in document["sets"].items()
+    }
+    return Manifest(Path(path), files, sets)
+
+
+def load_manifest(path: str | Path | None = None) -> Manifest:
+    """Load and validate a manifest (default: the pack's ``weights_manifest/manifest.json``, cached).
+
+    Raises:
+        ManifestError: unreadable JSON, a schema violation or an inconsistency.
+    """
+    if path is None:
+        return _load_default()
+    return _load(Path(path).resolve())
+
+
+@functools.lru_cache(maxsize=1)
+def _load_default() -> Manifest:
+    return _load(DEFAULT_MANIFEST)
+
+
+def _load(path: Path) -> Manifest:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ManifestError(f"cannot read the weights manifest {path}: {error}") from None
+    validate_document(document, str(path))
+    return parse_manifest(document, path)

@@ -1,0 +1,31 @@
+"""Smoke checkpoints: small, untrained files in the exact key layouts, dtypes and formats of real ones.
+
+Real weights cannot be fetched on test machines, so tests and the demo run ComfyUI's real
+loaders and our real loading code on these. Each component has a builder ``(seed) ->
+(state_dict, metadata)``; :data:`BUILDERS` maps the ``smoke`` ids of the manifest to them. Dimensions
+are reduced wherever ComfyUI derives them from tensor shapes and kept where it hard-codes them
+(Wan2.2 VAE, wav2vec2 base); each module says which. :func:`.generate.generate_set` writes a set.
+
+To add a component (e.g. from another module's ``smoke_state_dict``), add one line to
+:data:`BUILDERS` under the id its manifest entry names in ``"smoke"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from . import multitalk, umt5, wan_dit, wan_vae, wav2vec2
+
+Builder = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, str]]]
+
+BUILDERS: dict[str, Builder] = {
+    "wan22_ti2v_5b_dit": wan_dit.wan22_ti2v_5b,
+    "wan21_i2v_14b_dit": wan_dit.wan21_i2v_14b,
+    "wan22_vae": wan_vae.wan22_vae,
+    "wan21_vae": wan_vae.wan21_vae,
+    "umt5_xxl_fp8_scaled": umt5.umt5_xxl_fp8_scaled,
+    "wav2vec2_base": wav2vec2.wav2vec2_base,
+    "infinitetalk_adapter": multitalk.infinitetalk_adapter,
+}
