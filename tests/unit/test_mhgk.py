@@ -68,7 +68,7 @@ def test_parse_per_head_for_node_widgets():
     assert parse_per_head("0, 0.16 inf", 3, "talk_sigma") == (0.0, 0.16, math.inf)
     with pytest.raises(BMInputError, match="talk_sigma: has 2 values but the adapter has 3 heads"):
         parse_per_head("1, 2", 3, "talk_sigma")
-    with pytest.raises(BMInputError, match="listen_alpha.*not a list of numbers"):
+    with pytest.raises(BMInputError, match=r"listen_alpha.*not a list of numbers"):
         parse_per_head("wide", 3, "listen_alpha")
     with pytest.raises(BMInputError, match="negative"):
         parse_per_head("-1", 3, "listen_alpha")
