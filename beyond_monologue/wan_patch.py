@@ -8,14 +8,19 @@ adapter survives ComfyUI's offloading/reloading (patches are re-applied at every
   and offloaded by ComfyUI's memory manager together with the DiT;
 * the audio residual is added after the text cross-attention of every ``WanAttentionBlock``:
   through ``transformer_options["patches"]["attn2_patch"]`` where the running ComfyUI calls it
-  (upstream, after ComfyUI 0.3.75), otherwise (0.3.75) through an object patch of each block's
-  ``forward`` that runs the 0.3.75 block with that hook in place;
+  (upstream, after ComfyUI 0.3.75); otherwise (0.3.75) the block replacement below runs the
+  0.3.75 block with that hook in place;
+* a block replacement per block (``patches_replace["dit"][("double_block", i)]``, what
+  ``ModelPatcher.set_model_patch_replace`` sets) passes the guide frame's RoPE frequencies; it
+  calls ComfyUI's original block whenever the call has no ``bm_duplex`` (then nothing changes);
 * a ``WrappersMP.DIFFUSION_MODEL`` wrapper reads the per-call :class:`~beyond_monologue.duplex_call.DuplexCall`
   (``transformer_options["bm_duplex"]``), works out the token grid, which batch rows are which
-  guidance branch (``transformer_options["cond_or_uncond"]``) and the MHGK tables once per model
-  call, and appends the optional guide latent;
-* an object patch of ``WanModel.rope_encode`` gives the guide frame the RoPE time index the call
-  asks for (paper Sec. 3.3, arbitrary-position guide); without a guide it is the original.
+  guidance branch (``transformer_options["cond_or_uncond"]``), the MHGK tables and the guide's RoPE
+  frequencies once per model call, and appends the optional guide latent (paper Sec. 3.3,
+  arbitrary-position guide: its RoPE time index is the one the call asks for).
+
+Nothing is set on the torch modules themselves (no object patches), so removing the patches
+leaves the DiT exactly as it was.
 
 Guide tokens and reference tokens (``ref_conv`` models, ``time_dim_concat``) get no audio residual:
 audio drives only the window's own latent frames, so the MHGK limits hold for them unchanged.
@@ -27,7 +32,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import types
 from dataclasses import dataclass, field
 
 import comfy.ldm.wan.model as wan
@@ -43,8 +47,6 @@ from .mhgk import MHGKKernel, kernel_times
 
 ADAPTER_KEY = "bm_duplex_adapter"
 STATE_KEY = "bm_duplex_state"
-GUIDE_ROPE_KEY = "bm_guide_rope_index"
-ROPE_PATCH = "diffusion_model.rope_encode"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def _diffusion_model(model):
 def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | None = None, label: str = "adapter"):
     """A clone of ``model`` (a ComfyUI ``ModelPatcher`` of a Wan model) with the adapter attached.
 
+    An adapter attached earlier is replaced. Other packs' block replacements of the same blocks are
+    overwritten (with a warning); attn2 patches, wrappers and weight patches (LoRA) compose.
+
     Args:
         adapter_patcher: ``ModelPatcher`` of a :class:`~beyond_monologue.duplex_adapter.DuplexAdapter`.
         settings: kernels/strengths/backend; default: the adapter config's kernels, strength 1.
@@ -87,16 +92,17 @@ def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | No
     if settings is None:
         settings = AdapterSettings({s: adapter.config.kernel(s) for s in adapter.streams})
     patched = detach_duplex_adapter(model)
-    hook = _DuplexHook(adapter_patcher, settings)
+    hook = _DuplexHook(adapter_patcher, settings, in_block_forward=not supports_attn2_patch())
     patched.set_additional_models(ADAPTER_KEY, [adapter_patcher])
     patched.set_attachments(ADAPTER_KEY, hook)
-    if supports_attn2_patch():
+    if not hook.in_block_forward:
         patched.set_model_attn2_patch(hook)
-    else:
-        for index, block in enumerate(dm.blocks):
-            patched.add_object_patch(f"diffusion_model.blocks.{index}.forward", _BlockForwardWithAudio(block, index, hook))
+    existing = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for index, block in enumerate(dm.blocks):
+        if ("double_block", index) in existing:
+            logging.warning("BeyondMonologue: replacing another block patch of Wan block %d.", index)
+        patched.set_model_patch_replace(_BlockPatch(block, index, hook), "dit", "double_block", index)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADAPTER_KEY, _DiffusionModelWrapper(hook))
-    patched.add_object_patch(ROPE_PATCH, types.MethodType(_rope_encode_with_guide, dm))
     return patched
 
 
@@ -106,13 +112,13 @@ def detach_duplex_adapter(model):
     patched.remove_additional_models(ADAPTER_KEY)
     patched.remove_attachments(ADAPTER_KEY)
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADAPTER_KEY)
-    for key, value in list(patched.object_patches.items()):
-        ours_rope = key == ROPE_PATCH and getattr(value, "__func__", None) is _rope_encode_with_guide
-        if isinstance(value, _BlockForwardWithAudio) or ours_rope:
-            del patched.object_patches[key]
-    patches = patched.model_options["transformer_options"].get("patches", {})
+    options = patched.model_options["transformer_options"]
+    patches = options.get("patches", {})
     if "attn2_patch" in patches:
         patches["attn2_patch"] = [p for p in patches["attn2_patch"] if not isinstance(p, _DuplexHook)]
+    dit = options.get("patches_replace", {}).get("dit", {})
+    for key in [k for k, v in dit.items() if isinstance(v, _BlockPatch)]:
+        del dit[key]
     return patched
 
 
@@ -159,14 +165,17 @@ class _ForwardState:
     video_tokens: int
     backend: str
     branches: list[_Branch]
+    context_img_len: int | None = None
+    guide_freqs: torch.Tensor | None = None  # RoPE of the guide frame's tokens, replacing the last frame's
 
 
 class _DuplexHook:
     """Adds the adapter's residual to the video tokens after the text cross-attention."""
 
-    def __init__(self, adapter_patcher, settings: AdapterSettings):
+    def __init__(self, adapter_patcher, settings: AdapterSettings, in_block_forward: bool):
         self.adapter_patcher = adapter_patcher
         self.settings = settings
+        self.in_block_forward = in_block_forward  # ComfyUI without attn2_patch: _BlockPatch runs the hook
 
     def __deepcopy__(self, memo):  # ModelPatcher.clone deep-copies model_options: share, never copy weights
         return self
@@ -217,13 +226,32 @@ class _DuplexHook:
         return _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches)
 
 
-class _BlockForwardWithAudio:
-    """ComfyUI 0.3.75's ``WanAttentionBlock.forward`` with the adapter hook after the text cross-attention."""
+class _BlockPatch:
+    """``patches_replace["dit"][("double_block", i)]``: guide RoPE and, on ComfyUI 0.3.75, the audio hook."""
 
     def __init__(self, block, index: int, hook: _DuplexHook):
         self.block, self.index, self.hook = block, index, hook
 
-    def __call__(self, x, e, freqs, context, context_img_len=257, transformer_options={}):  # noqa: B006 - ComfyUI's signature
+    def __deepcopy__(self, memo):  # holds the DiT block: never copy it with model_options
+        return self
+
+    def to(self, device_or_dtype):
+        return self
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        options = args["transformer_options"]
+        state: _ForwardState | None = options.get(STATE_KEY)
+        if state is None:
+            return extra["original_block"](args)
+        freqs = args["pe"]
+        if state.guide_freqs is not None:
+            freqs = torch.cat([freqs[:, :-state.guide_freqs.shape[1]], state.guide_freqs.to(freqs)], dim=1)
+        if not self.hook.in_block_forward:
+            return extra["original_block"]({**args, "pe": freqs})
+        return {"img": self._forward_0_3_75(args["img"], args["vec"], freqs, args["txt"], state.context_img_len, options)}
+
+    def _forward_0_3_75(self, x, e, freqs, context, context_img_len, transformer_options):
+        """ComfyUI 0.3.75's ``WanAttentionBlock.forward`` with the adapter hook after the text cross-attention."""
         block, repeat_e = self.block, wan.repeat_e
         modulation = comfy.model_management.cast_to(block.modulation, dtype=x.dtype, device=x.device)
         e = (modulation + e).chunk(6, dim=1) if e.ndim < 4 else (modulation.unsqueeze(0) + e).unbind(2)
@@ -257,18 +285,23 @@ class _DiffusionModelWrapper:
         grid = tuple(math.ceil(n / p) for n, p in zip((frames, height, width), dm.patch_size, strict=True))
         token_start = grid[1] * grid[2] if dm.ref_conv is not None and kwargs.get("reference_latent") is not None else 0
         options = dict(transformer_options)
+        state = self.hook.forward_state(call, grid, token_start, batch, options, x.device, x.dtype)
+        state.context_img_len = None if clip_fea is None else clip_fea.shape[-2]
         guide = call.guide
         if guide is not None:
-            x, timestep = _append_guide(x, timestep, guide, time_dim_concat)
-            options[GUIDE_ROPE_KEY] = grid[0] if guide.rope_index is None else guide.rope_index
-        options[STATE_KEY] = self.hook.forward_state(call, grid, token_start, batch, options, x.device, x.dtype)
+            x, timestep = _append_guide(x, timestep, guide, time_dim_concat, token_start)
+            index = grid[0] if guide.rope_index is None else guide.rope_index
+            scale_t = (options.get("rope_options") or {}).get("scale_t", 1.0)
+            state.guide_freqs = dm.rope_encode(1, height, width, t_start=index * scale_t, device=x.device,
+                                               dtype=x.dtype, transformer_options=options)
+        options[STATE_KEY] = state
         out = executor(x, timestep, context, clip_fea, time_dim_concat, options, **kwargs)
         return out[:, :, :frames] if guide is not None else out
 
 
-def _append_guide(x, timestep, guide, time_dim_concat):
-    if time_dim_concat is not None:
-        raise BMInputError("guide", "cannot be combined with a time_dim_concat conditioning.",
+def _append_guide(x, timestep, guide, time_dim_concat, token_start):
+    if time_dim_concat is not None or token_start:
+        raise BMInputError("guide", "cannot be combined with a time_dim_concat or reference_latent conditioning.",
                            "use either the BM guide or the native concatenated reference, not both.")
     latent = guide.latent
     if latent.ndim != 5 or latent.shape[1:] != (x.shape[1], 1, *x.shape[3:]):
@@ -282,18 +315,3 @@ def _append_guide(x, timestep, guide, time_dim_concat):
     extra = torch.zeros_like(per_frame[:, :1]) if guide.clean_timestep else per_frame[:, -1:]
     return torch.cat([x, latent], dim=2), torch.cat([per_frame, extra], dim=1)
 
-
-def _rope_encode_with_guide(self, t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None,
-                            dtype=None, transformer_options={}, **kwargs):  # noqa: B006 - WanModel.rope_encode's signature
-    """``WanModel.rope_encode`` whose last time step (the guide) sits at ``t_start + rope_index``."""
-    original = type(self).rope_encode
-    index = transformer_options.get(GUIDE_ROPE_KEY)
-    common = {"steps_h": steps_h, "steps_w": steps_w, "device": device, "dtype": dtype,
-              "transformer_options": transformer_options, **kwargs}
-    if index is None:
-        return original(self, t, h, w, t_start=t_start, steps_t=steps_t, **common)
-    main = original(self, t - 1, h, w, t_start=t_start, steps_t=None if steps_t is None else steps_t - 1, **common)
-    scale_t = (transformer_options.get("rope_options") or {}).get("scale_t", 1.0)
-    guide = original(self, 1, h, w, t_start=t_start + index * scale_t, steps_t=1, **common)
-    logging.debug("BeyondMonologue: guide latent at RoPE time index %s", index)
-    return torch.cat([main, guide], dim=1)
