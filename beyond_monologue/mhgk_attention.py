@@ -184,30 +184,27 @@ def _augmented(q, k, v, table, scale):
     return out[..., :d]
 
 
-def _flex(q, k, v, table, scale):
+def _flex_eager(q, k, v, table, frame_tokens: int, window_tokens: int, scale: float):
     from torch.nn.attention.flex_attention import flex_attention
 
-    Tq, Tk = table.shape[1:]
-    S, N = q.shape[2] // Tq, k.shape[2] // Tk
-    tab = table.to(torch.float32)
-
     def score_mod(score, b, h, q_idx, kv_idx):
-        return score - tab[h, q_idx // S, kv_idx // N]
+        return score - table[h, q_idx // frame_tokens, kv_idx // window_tokens]
 
+    return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
+
+
+def _flex(q, k, v, table, scale):
+    Tq, Tk = table.shape[1:]
+    args = (q, k, v, table.to(torch.float32), q.shape[2] // Tq, k.shape[2] // Tk, scale)
     if q.is_cuda:
-        return _flex_compiled()(q, k, v, score_mod=score_mod, scale=scale)
+        # the whole function is compiled (score_mod built inside), so a new table is a new input, not a recompile
+        global _compiled_flex
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(_flex_eager, dynamic=False)
+        return _compiled_flex(*args)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
-        return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
-
-
-def _flex_compiled():
-    global _compiled_flex
-    if _compiled_flex is None:
-        from torch.nn.attention.flex_attention import flex_attention
-
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex
+        return _flex_eager(*args)
 
 
 def _xformers(q, k, v, table, scale):
@@ -254,7 +251,7 @@ def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
         return _has_xformers() and device.type == "cuda"
     if name == "flex":
         return device.type != "cuda" or _has_triton()
-    return name in _IMPLEMENTATIONS
+    return name == "auto" or name in _IMPLEMENTATIONS
 
 
 _IMPLEMENTATIONS = {
