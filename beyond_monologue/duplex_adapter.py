@@ -97,6 +97,10 @@ class AudioCrossAttention(nn.Module):
         rms = getattr(ops, "RMSNorm", nn.RMSNorm)
         self.norm_q = rms(dim, eps=eps, elementwise_affine=True, **kw) if qk_norm else nn.Identity()
         self.norm_k = rms(dim, eps=eps, elementwise_affine=True, **kw) if qk_norm else nn.Identity()
+        if self.o.weight.device.type != "meta":  # a new adapter starts as the identity (weights load over this)
+            with torch.no_grad():
+                self.o.weight.zero_()
+                self.o.bias.zero_()
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, bias_table: torch.Tensor,
                 backend: str = "auto") -> torch.Tensor:

@@ -153,7 +153,7 @@ def prepare_window(model, duplex: DuplexAudio, first_latent: int, num_latents: i
 @dataclass
 class _Branch:
     stream: str
-    rows: torch.Tensor  # int64 batch rows that get this stream's residual
+    rows: torch.Tensor | None  # int64 batch rows that get this stream's residual; None = every row
     tokens: torch.Tensor  # [len(rows), Tk * N, context_dim]
     table: torch.Tensor  # [H, Tq, Tk]
     scale: float
@@ -195,10 +195,14 @@ class _DuplexHook:
         if x.shape[1] < state.token_start + state.video_tokens:
             raise ValueError(f"duplex adapter: {x.shape[1]} tokens, expected at least {state.token_start + state.video_tokens}")
         adapter = self.adapter_patcher.model
-        video = x.narrow(1, state.token_start, state.video_tokens)
+        video = x.narrow(1, state.token_start, state.video_tokens)  # a view: updated in place
         for branch in state.branches:
-            residual = adapter.residual(block_index, branch.stream, video[branch.rows], branch.tokens, branch.table, state.backend)
-            video[branch.rows] += residual * branch.scale
+            rows = slice(None) if branch.rows is None else branch.rows
+            residual = adapter.residual(block_index, branch.stream, video[rows], branch.tokens, branch.table, state.backend)
+            if branch.rows is None:
+                video.add_(residual, alpha=branch.scale)
+            else:
+                video[rows] += residual * branch.scale
         return x
 
     def forward_state(self, call: DuplexCall, grid: tuple[int, int, int], token_start: int, batch: int,
@@ -220,7 +224,7 @@ class _DuplexHook:
             q_times, k_times = kernel_times(frames, picked[0].shape[0], call.fps, call.video_first_latent, call.audio_first_latent)
             kernel = call.kernels.get(stream) or self.settings.kernels[stream]
             branches.append(_Branch(
-                stream, torch.tensor(rows, device=device),
+                stream, None if len(rows) == batch else torch.tensor(rows, device=device),
                 torch.stack(picked).flatten(1, 2).to(device=device, dtype=dtype),
                 kernel.bias_table(q_times, k_times, dtype=torch.float32, device=device), scale))
         return _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches)

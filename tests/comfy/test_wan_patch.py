@@ -90,6 +90,9 @@ def test_talk_branch_changes_only_what_it_should(bm, wan22):
     assert not torch.equal(a[1][0], base[1][0])  # but still gets the learned null tokens
     assert all(torch.equal(a[i][0], listen_moved[i][0]) for i in (0, 1))  # zero-initialised listen branch
     assert all(torch.equal(switched_off[i][0], base[i][0]) for i in (0, 1))
+    uncond_off = run(_audio(bm, 0), {1: {"talk": "off", "listen": "off"}})
+    assert torch.equal(uncond_off[1][0], base[1][0])  # only the rows of cond index 1 lose the audio
+    torch.testing.assert_close(uncond_off[0][0], a[0][0], rtol=1e-5, atol=1e-6)
 
 
 def test_removing_the_adapter_restores_the_original_model(bm, wan22):

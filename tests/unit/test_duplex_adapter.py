@@ -32,6 +32,14 @@ def test_zero_initialised_output_adds_exactly_nothing():
         assert torch.count_nonzero(residual) == 0
 
 
+def test_a_new_adapter_starts_with_zero_output_projections():
+    cfg = smoke_config("beyond_monologue", model_dim=DIM, num_layers=2, audio_layers=3, audio_dim=16)
+    adapter = DuplexAdapter(cfg)
+    assert all(torch.count_nonzero(b[s].o.weight) + torch.count_nonzero(b[s].o.bias) == 0
+               for b in adapter.blocks for s in ("talk", "listen"))
+    assert torch.count_nonzero(adapter.blocks[0]["talk"].q.weight) > 0
+
+
 def test_frame_local_kernel_lets_a_window_drive_only_its_own_latent_frame():
     adapter = _adapter("beyond_monologue", zero_output=False)
     x = torch.randn(1, T * S, DIM)
