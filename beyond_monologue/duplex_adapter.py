@@ -103,13 +103,14 @@ class AudioCrossAttention(nn.Module):
                 self.o.bias.zero_()
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, bias_table: torch.Tensor,
-                backend: str = "auto") -> torch.Tensor:
+                backend: str = "auto", structure: str | None = None) -> torch.Tensor:
         """Residual for the video tokens.
 
         Args:
             x: ``[B, Tq * S, dim]`` video tokens (frame-major, no guide or reference tokens).
             tokens: ``[B, Tk * N, context_dim]`` audio tokens (window-major).
             bias_table: ``[H, Tq, Tk]`` MHGK bias.
+            backend / structure: see :func:`mhgk_attention`.
 
         Returns:
             ``[B, Tq * S, dim]`` in ``x.dtype``.
@@ -118,7 +119,7 @@ class AudioCrossAttention(nn.Module):
         q = self.norm_q(self.q(self.norm_x(x))).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         k = self.norm_k(self.k(tokens)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         v = self.v(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        out = mhgk_attention(q, k, v, bias_table, backend=backend)
+        out = mhgk_attention(q, k, v, bias_table, backend=backend, structure=structure)
         return self.o(out.transpose(1, 2).reshape(B, L, dim))
 
 
@@ -184,9 +185,9 @@ class DuplexAdapter(nn.Module):
         return self._encoder(stream).null(num_latents, first_latent == 0, device, dtype)
 
     def residual(self, block_index: int, stream: str, x: torch.Tensor, tokens: torch.Tensor,
-                 bias_table: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+                 bias_table: torch.Tensor, backend: str = "auto", structure: str | None = None) -> torch.Tensor:
         """Block ``block_index``'s residual from ``stream`` (:meth:`AudioCrossAttention.forward`)."""
-        return self.blocks[block_index][stream](x, tokens, bias_table, backend)
+        return self.blocks[block_index][stream](x, tokens, bias_table, backend, structure)
 
     def _encoder(self, stream: str):
         if stream not in self.encoders:

@@ -41,7 +41,7 @@ _compiled_flex = None
 
 
 def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table: torch.Tensor,
-                   backend: str = "auto", scale: float | None = None) -> torch.Tensor:
+                   backend: str = "auto", scale: float | None = None, structure: str | None = None) -> torch.Tensor:
     """Cross-attention of video queries to audio keys with a per-head (frame, window) bias.
 
     Args:
@@ -51,6 +51,8 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
             (:meth:`MHGKKernel.bias_table`); ``inf`` masks a pair.
         backend: one of :data:`BACKENDS`; ``auto`` picks by table structure, device and shape.
         scale: logit scale, default ``1 / sqrt(d)``.
+        structure: :func:`table_structure` of ``bias_table`` when already known (saves a device
+            sync per call; the Wan patch computes it once per model call).
 
     Returns:
         ``[B, H, Tq * S, d]`` in ``q.dtype``.
@@ -64,7 +66,7 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
         raise ValueError(f"q {tuple(q.shape)} / k {tuple(k.shape)} do not split into the table's {H} heads, "
                          f"{Tq} frames and {Tk} windows")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    name = choose_backend(q, k, bias_table) if backend == "auto" else backend
+    name = choose_backend(q, k, bias_table, structure) if backend == "auto" else backend
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown MHGK attention backend {backend!r}; use one of {BACKENDS}")
     table = bias_table.to(device=q.device)
@@ -92,14 +94,14 @@ def table_structure(bias_table: torch.Tensor) -> str:
     return "general"
 
 
-def choose_backend(q: torch.Tensor, k: torch.Tensor, bias_table: torch.Tensor) -> str:
+def choose_backend(q: torch.Tensor, k: torch.Tensor, bias_table: torch.Tensor, structure: str | None = None) -> str:
     """The backend ``auto`` uses: an exact fast path when the table allows, else by device and shape.
 
     CUDA: ``flex`` (compiled FlexAttention) when Triton is present, else ``augmented`` while the
     widened head fits flash attention (``d + Tq <= 256``), else ``xformers`` when installed, else
     ``grouped``. CPU and others: ``grouped``. A backend that raised once is skipped afterwards.
     """
-    structure = table_structure(bias_table)
+    structure = structure or table_structure(bias_table)
     if structure != "general":
         return structure
     if q.is_cuda:

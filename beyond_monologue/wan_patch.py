@@ -44,6 +44,7 @@ from .duplex_audio import DuplexAudio
 from .duplex_call import CALL_KEY, DuplexCall, prepare_duplex_call
 from .errors import BMInputError
 from .mhgk import MHGKKernel, kernel_times
+from .mhgk_attention import table_structure
 
 ADAPTER_KEY = "bm_duplex_adapter"
 STATE_KEY = "bm_duplex_state"
@@ -156,6 +157,7 @@ class _Branch:
     rows: torch.Tensor | None  # int64 batch rows that get this stream's residual; None = every row
     tokens: torch.Tensor  # [len(rows), Tk * N, context_dim]
     table: torch.Tensor  # [H, Tq, Tk]
+    structure: str  # table_structure(table), computed on the CPU once per model call
     scale: float
 
 
@@ -198,7 +200,8 @@ class _DuplexHook:
         video = x.narrow(1, state.token_start, state.video_tokens)  # a view: updated in place
         for branch in state.branches:
             rows = slice(None) if branch.rows is None else branch.rows
-            residual = adapter.residual(block_index, branch.stream, video[rows], branch.tokens, branch.table, state.backend)
+            residual = adapter.residual(block_index, branch.stream, video[rows], branch.tokens, branch.table,
+                                        state.backend, branch.structure)
             if branch.rows is None:
                 video.add_(residual, alpha=branch.scale)
             else:
@@ -223,10 +226,11 @@ class _DuplexHook:
             picked = [call.tokens[stream] if call.mode(row_cond[r], stream) == "on" else call.null_tokens[stream] for r in rows]
             q_times, k_times = kernel_times(frames, picked[0].shape[0], call.fps, call.video_first_latent, call.audio_first_latent)
             kernel = call.kernels.get(stream) or self.settings.kernels[stream]
+            table = kernel.bias_table(q_times, k_times)
             branches.append(_Branch(
                 stream, None if len(rows) == batch else torch.tensor(rows, device=device),
                 torch.stack(picked).flatten(1, 2).to(device=device, dtype=dtype),
-                kernel.bias_table(q_times, k_times, dtype=torch.float32, device=device), scale))
+                table.to(device), table_structure(table), scale))
         return _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches)
 
 

@@ -19,7 +19,6 @@ from ..beyond_monologue.wan_patch import AdapterSettings, attach_duplex_adapter
 
 ADAPTER_FOLDER = "beyond_monologue"
 ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
-OVERRIDES = ("talk_sigma", "talk_alpha", "listen_sigma", "listen_alpha")
 
 
 def register_adapter_folder() -> None:
@@ -96,7 +95,11 @@ class BMApplyDuplexAdapter(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, talk_sigma="", talk_alpha="", listen_sigma="", listen_alpha="", **kwargs):
+    def validate_inputs(cls, talk_sigma="", talk_alpha="", listen_sigma="", listen_alpha=""):
+        """Syntax of the per-head overrides (the head count is only known once the file is read).
+
+        No ``**kwargs`` on purpose: ComfyUI then keeps checking the other inputs' ranges and options.
+        """
         values = {"talk_sigma": talk_sigma, "talk_alpha": talk_alpha, "listen_sigma": listen_sigma, "listen_alpha": listen_alpha}
         for name, text in values.items():
             if not isinstance(text, str):
