@@ -107,9 +107,13 @@ def run(device, repeats, scaling):
             def call(backend=backend, table=table):
                 return mhgk_attention(q, k, v, table, backend)
 
-            ms = median_ms(call, device, repeats)
-            mem = extra_memory_mib(call, device)
-            err = ((call().float() - reference).norm() / reference.norm()).item()
+            try:
+                ms = median_ms(call, device, repeats)
+                mem = extra_memory_mib(call, device)
+                err = ((call().float() - reference).norm() / reference.norm()).item()
+            except Exception as failure:  # noqa: BLE001 - report the backend and go on with the others
+                print(f"| {kernel_name} | {label} | failed: {type(failure).__name__}: {str(failure)[:80]} | | | | |")
+                continue
             mem_cols = f"{mem:.1f} | {mem / base_mem:.2f}" if mem is not None else "- | -"
             print(f"| {kernel_name} | {label} | {ms:.3f} | {ms / base_ms:.2f} | {mem_cols} | {err:.1e} |")
     if scaling and device.type == "cuda":

@@ -32,6 +32,11 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+try:
+    from torch.nn.attention.flex_attention import flex_attention
+except ImportError:  # torch < 2.5
+    flex_attention = None
+
 BACKENDS = ("auto", "reference", "grouped", "augmented", "flex", "xformers", "local", "global")
 INF_BIAS = 1000.0
 FLASH_MAX_HEAD_DIM = 256
@@ -105,7 +110,7 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, bias_table: torch.Tensor, s
     if structure != "general":
         return structure
     if q.is_cuda:
-        if "flex" not in _failed and _has_triton():
+        if "flex" not in _failed and flex_attention is not None and _has_triton():
             return "flex"
         if "augmented" not in _failed and _augmented_dim(q.shape[-1], bias_table.shape[1]) <= FLASH_MAX_HEAD_DIM:
             return "augmented"
@@ -187,8 +192,6 @@ def _augmented(q, k, v, table, scale):
 
 
 def _flex_eager(q, k, v, table, frame_tokens: int, window_tokens: int, scale: float):
-    from torch.nn.attention.flex_attention import flex_attention
-
     def score_mod(score, b, h, q_idx, kv_idx):
         return score - table[h, q_idx // frame_tokens, kv_idx // window_tokens]
 
@@ -252,7 +255,7 @@ def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
     if name == "xformers":
         return _has_xformers() and device.type == "cuda"
     if name == "flex":
-        return device.type != "cuda" or _has_triton()
+        return flex_attention is not None and (device.type != "cuda" or _has_triton())
     return name == "auto" or name in _IMPLEMENTATIONS
 
 

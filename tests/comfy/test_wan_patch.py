@@ -102,6 +102,7 @@ def test_removing_the_adapter_restores_the_original_model(bm, wan22):
     patched = bm.wan_patch.attach_duplex_adapter(wan22, _adapter_patcher(bm, zero_output=False))
     call = bm.wan_patch.prepare_window(patched, _audio(bm, 0), 0, LATENTS)
     assert not torch.equal(sample(_with_call(patched, call), 48, frames=LATENTS), base)
+    assert torch.equal(sample(patched, 48, frames=LATENTS), base)  # no bm_duplex in the options: the base model
     detached = bm.wan_patch.detach_duplex_adapter(patched)
     assert bm.wan_patch.attached_adapter(detached) is None and bm.wan_patch.attached_adapter(patched) is not None
     assert not detached.get_additional_models() and not detached.model_options["transformer_options"]["patches_replace"]["dit"]
