@@ -50,11 +50,6 @@ class QFormerConfig:
         return asdict(self)
 
 
-def default_operations():
-    """``torch.nn`` as an operations namespace (ComfyUI passes ``comfy.ops.manual_cast`` instead)."""
-    return nn
-
-
 class _QFormerLayer(nn.Module):
     def __init__(self, cfg: QFormerConfig, ops, device=None, dtype=None):
         super().__init__()
@@ -132,7 +127,7 @@ class AudioQFormer(nn.Module):
 
     def __init__(self, cfg: QFormerConfig, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = operations or default_operations()
+        ops = operations or nn
         kw = {"device": device, "dtype": dtype}
         self.cfg = cfg
         c = cfg.context_frames
