@@ -7,7 +7,8 @@ GPU shape: Wan2.2-TI2V-5B at 720p (704 x 1280, 121 frames): 31 latent frames x 2
 video tokens against 31 audio windows x 32 Q-Former tokens = 992 audio tokens, 24 heads of 128,
 bfloat16. CPU shape (scaled): 21 latent frames x 64 tokens against 21 x 32, 8 heads of 128, float32.
 
-For every backend it prints the median time, the ratio to plain SDPA (no bias), on CUDA the peak
+For every backend it prints the median time, the median ratio to plain SDPA (no bias) timed
+alternately with it, on CUDA the peak
 memory above the inputs and its ratio, and the relative error against the float32 reference.
 Goal on GPU: at most 1.25x plain SDPA time, memory O(L_video + L_audio) (``--scaling`` prints the
 extra memory of ``auto`` for growing video lengths). Absolute times are only meaningful on a GPU.
@@ -42,17 +43,29 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn, device, repeats, warmup=2):
+def _ms(fn, device):
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def paired_ms(fn, baseline, device, repeats, warmup=2):
+    """Median ms of ``fn`` and the median of per-pair ratios to ``baseline``, timed alternately.
+
+    Alternating the two calls keeps the ratio honest on a shared, noisy machine.
+    """
     for _ in range(warmup):
         fn()
-    times = []
+        baseline()
+    times, ratios = [], []
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        base = _ms(baseline, device)
+        ms = _ms(fn, device)
+        times.append(ms)
+        ratios.append(ms / base)
+    return statistics.median(times), statistics.median(ratios)
 
 
 def extra_memory_mib(fn, device):
@@ -86,8 +99,11 @@ def run(device, repeats, scaling):
               "frame-local": MHGKKernel.frame_local(H).bias_table(*times, device=device)}
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}; torch {torch.__version__}; "
           f"q {tuple(q.shape)} k/v {tuple(k.shape)} {shape['dtype']}; {torch.get_num_threads()} CPU threads")
-    base_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, repeats)
-    base_mem = extra_memory_mib(lambda: F.scaled_dot_product_attention(q, k, v), device)
+    def sdpa():
+        return F.scaled_dot_product_attention(q, k, v)
+
+    base_ms, _ = paired_ms(sdpa, sdpa, device, repeats)
+    base_mem = extra_memory_mib(sdpa, device)
     print(f"plain SDPA (no bias): {base_ms:.3f} ms" + (f", {base_mem:.1f} MiB extra" if base_mem is not None else ""))
     print("| kernel | backend | ms | x SDPA | extra MiB | x SDPA mem | rel. err vs fp32 reference |")
     print("|---|---|---|---|---|---|---|")
@@ -108,14 +124,14 @@ def run(device, repeats, scaling):
                 return mhgk_attention(q, k, v, table, backend)
 
             try:
-                ms = median_ms(call, device, repeats)
+                ms, ratio = paired_ms(call, sdpa, device, repeats)
                 mem = extra_memory_mib(call, device)
                 err = ((call().float() - reference).norm() / reference.norm()).item()
             except Exception as failure:  # noqa: BLE001 - report the backend and go on with the others
                 print(f"| {kernel_name} | {label} | failed: {type(failure).__name__}: {str(failure)[:80]} | | | | |")
                 continue
             mem_cols = f"{mem:.1f} | {mem / base_mem:.2f}" if mem is not None else "- | -"
-            print(f"| {kernel_name} | {label} | {ms:.3f} | {ms / base_ms:.2f} | {mem_cols} | {err:.1e} |")
+            print(f"| {kernel_name} | {label} | {ms:.3f} | {ratio:.2f} | {mem_cols} | {err:.1e} |")
     if scaling and device.type == "cuda":
         print("\nextra memory of 'auto' (talk kernel) as the video grows (O(L) means roughly linear):")
         for frames in (11, 21, 31, 41):
