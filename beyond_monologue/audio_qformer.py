@@ -146,9 +146,6 @@ class AudioQFormer(nn.Module):
         """Earlier windows a window's output depends on (``history_windows * num_layers``)."""
         return self.cfg.history_windows * self.cfg.num_layers
 
-    @property
-    def tokens_per_window(self) -> int:
-        return self.cfg.num_queries
 
     def _frames(self, windows: torch.Tensor, pos: nn.Parameter) -> torch.Tensor:
         x = self.in_proj(windows.flatten(-2))

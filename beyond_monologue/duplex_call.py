@@ -96,10 +96,6 @@ class DuplexCall:
         """``"on"``, ``"null"`` or ``"off"`` for one conditioning index and stream."""
         return self.branches.get(cond_index, {}).get(stream, "on")
 
-    @property
-    def audio_windows(self) -> int:
-        return next(iter(self.tokens.values())).shape[0]
-
 
 def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_latent: int, num_latents: int,
                         device: torch.device | None = None, dtype: torch.dtype | None = None,

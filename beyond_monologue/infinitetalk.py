@@ -29,7 +29,6 @@ from torch import nn
 
 from .errors import BMInputError
 
-PUBLIC_PREFIXES = ("audio_proj.", "blocks.")
 _BLOCK_MAP = {"norm_x": "norm_x", "audio_cross_attn.q_linear": "q", "audio_cross_attn.proj": "o"}
 
 
@@ -67,9 +66,6 @@ class InfiniteTalkAudioProj(nn.Module):
         self.proj3 = ops.Linear(cfg.intermediate_dim, cfg.context_tokens * cfg.context_dim, **kw)
         self.norm = ops.LayerNorm(cfg.context_dim, **kw)
 
-    @property
-    def tokens_per_window(self) -> int:
-        return self.cfg.context_tokens
 
     def forward(self, first: torch.Tensor | None, rest: torch.Tensor | None) -> torch.Tensor:
         """``first [5, L, D]`` (latent 0) or None, ``rest [n, 8, L, D]`` -> ``[T, tokens, context_dim]``.
