@@ -210,18 +210,21 @@ def smoke_config(layout: str, model_dim: int = 256, num_layers: int = 2, audio_l
     raise ValueError(f"layout must be {LAYOUT_BM!r} or {LAYOUT_INFINITETALK!r}, not {layout!r}")
 
 
-def smoke_state_dict(layout: str, seed: int, **sizes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def smoke_state_dict(layout: str, seed: int, zero_output: bool = True,
+                     **sizes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Generated, untrained weights in the exact key layout and dtype of ``layout``.
 
     Layout (a) is bfloat16 (a bf16 training run's file), layout (b) float16 (as the public
-    ``wan2.1_infiniteTalk_*_fp16`` files). Output projections are zero, so the adapter leaves the
-    model unchanged; the metadata says ``bm_trained = false``. ``sizes`` go to :func:`smoke_config`
-    (``model_dim``, ``num_layers`` must match the smoke DiT it is used with).
+    ``wan2.1_infiniteTalk_*_fp16`` files). With ``zero_output`` the output projections are zero, so
+    the adapter leaves the model unchanged; without it they are random like every other weight, so
+    the audio streams really drive the (untrained) model. The metadata says ``bm_trained = false``.
+    ``sizes`` go to :func:`smoke_config` (``model_dim``, ``num_layers`` must match the smoke DiT it
+    is used with).
 
     Returns:
         ``(tensors, metadata)`` that :func:`load_adapter` accepts once saved with safetensors.
     """
-    adapter = DuplexAdapter(smoke_config(layout, **sizes)).reset_parameters(seed, zero_output=True)
+    adapter = DuplexAdapter(smoke_config(layout, **sizes)).reset_parameters(seed, zero_output=zero_output)
     sd, meta = file_state_dict(adapter)
     dtype = torch.bfloat16 if layout == LAYOUT_BM else torch.float16
     meta[META_TRAINED] = "false"

@@ -166,3 +166,21 @@ def test_full_set_generation_is_cached_and_has_the_real_sizes(smoke_models, weig
     assert vae.stat().st_size == pytest.approx(1.409e9, rel=0.001)
     wav2vec2 = smoke_models / "audio_encoders" / "wav2vec2-chinese-base_fp16.safetensors"
     assert wav2vec2.stat().st_size == pytest.approx(188.8e6, rel=0.01)  # real file: about 190 MB
+
+
+@pytest.mark.parametrize(("dit_file", "adapter_file", "streams"), [
+    ("wan2.2_ti2v_5B_fp16.safetensors", "beyond_monologue_wan2.2_5B_adapter.safetensors", ("talk", "listen")),
+    ("Wan2_1-I2V-14B-480p_fp8_e4m3fn_scaled_KJ.safetensors", "wan2.1_infiniteTalk_single_fp16.safetensors", ("talk",)),
+])
+def test_smoke_adapters_attach_to_the_smoke_dits(pack, pack_nodes, smoke_models, monkeypatch, dit_file, adapter_file,
+                                                 streams):
+    import comfy.sd
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "model_patches",
+                        ([str(smoke_models / "model_patches")], {".safetensors"}))
+    model = comfy.sd.load_diffusion_model(str(smoke_models / "diffusion_models" / dit_file))
+    patched = pack_nodes["BMApplyDuplexAdapter"].execute(model=model, adapter=adapter_file, talk_strength=1.0,
+                                                         listen_strength=1.0).result[0]
+    adapter, _ = pack.beyond_monologue.wan_patch.attached_adapter(patched)
+    assert adapter.model.streams == streams and not adapter.model.config.trained

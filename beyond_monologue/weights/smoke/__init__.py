@@ -16,9 +16,20 @@ from collections.abc import Callable
 
 import torch
 
-from . import multitalk, umt5, wan_dit, wan_vae, wav2vec2
+from ... import adapter_checkpoint
+from . import umt5, wan_dit, wan_vae, wav2vec2
 
 Builder = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, str]]]
+
+
+def _adapter(layout: str) -> Builder:
+    """Adapter builder in ``layout`` sized for the smoke DiTs, with live (random) output projections
+    so that the talk and listen streams really drive the untrained model."""
+    def build(seed: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        tensors, metadata = adapter_checkpoint.smoke_state_dict(
+            layout, seed, zero_output=False, model_dim=wan_dit.SMOKE_DIM, num_layers=wan_dit.SMOKE_LAYERS)
+        return tensors, {**metadata, "bm_smoke_layout": f"{layout} audio adapter (docs/ADAPTER_FORMAT.md)"}
+    return build
 
 BUILDERS: dict[str, Builder] = {
     "wan22_ti2v_5b_dit": wan_dit.wan22_ti2v_5b,
@@ -27,5 +38,6 @@ BUILDERS: dict[str, Builder] = {
     "wan21_vae": wan_vae.wan21_vae,
     "umt5_xxl_fp8_scaled": umt5.umt5_xxl_fp8_scaled,
     "wav2vec2_base": wav2vec2.wav2vec2_base,
-    "infinitetalk_adapter": multitalk.infinitetalk_adapter,
+    "beyond_monologue_adapter": _adapter(adapter_checkpoint.LAYOUT_BM),
+    "infinitetalk_adapter": _adapter(adapter_checkpoint.LAYOUT_INFINITETALK),
 }
