@@ -9,9 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import audio
+from . import audio, video
 
-STAGE_MODULES = (audio,)
+STAGE_MODULES = (audio, video)
 
 
 class BeyondMonologueExtension(ComfyExtension):
