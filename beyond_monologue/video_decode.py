@@ -11,10 +11,12 @@ This module drives the same decoder with the same cache, one latent frame (= one
 time, and writes each window straight into the output IMAGE tensor. The rule, and what the tests
 check: the frames are those of ComfyUI's one-shot ``VAE.decode`` up to float rounding (no seam),
 while the VAE's working memory stays that of one latent frame and nothing but the output grows
-with the video's length. ComfyUI's own decode instead keeps every decoded window on the VAE
-device and concatenates them (``torch.cat`` per latent frame), then copies the whole clip twice
-more on the way out; its tiled decode cuts time into overlapping windows that are decoded
-independently and blended, which changes the frames near each seam.
+with the video's length (to 1e-5 and by peak RSS, in the tests; numbers in
+``bench/decode_memory.py``). ComfyUI's own ``VAE.decode`` instead keeps every decoded window on
+the VAE device, growing one tensor by ``torch.cat`` per latent frame, and makes several more
+full-length copies on the way out (to the output device, to float32, ``process_output``, into
+the result). ComfyUI's tiled decode cuts time into overlapping windows decoded independently and
+blended, which changes the frames near each seam.
 
 Spatial tiling (``tile=``) keeps one causal cache per spatial tile and blends the tiles with
 ComfyUI's ``comfy.utils.tiled_scale_multidim``: the frames equal ComfyUI's ``VAE.decode_tiled``
