@@ -9,9 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import adapter, audio
+from . import adapter, audio, video
 
-STAGE_MODULES = (audio, adapter)
+STAGE_MODULES = (audio, adapter, video)
 
 
 class BeyondMonologueExtension(ComfyExtension):

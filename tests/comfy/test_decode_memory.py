@@ -1,0 +1,24 @@
+"""The decode's working memory does not grow with the video's length (measured like bench/decode_memory.py)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from beyond_monologue.comfy_launcher import PACK_ROOT
+
+BENCH = PACK_ROOT / "bench" / "decode_memory.py"
+
+
+def working_mib(num_latents: int) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(BENCH), "--child", "bm_stream", str(num_latents), "--size", "8",
+                           "--dim", "4"], env=env, capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_four_times_more_latents_need_no_more_working_memory():
+    short, long = working_mib(8), working_mib(32)
+    assert long["frames"] == 125 and long["output_mib"] > 3.5 * short["output_mib"]
+    # peak RSS of the decode minus its output IMAGE (ComfyUI's VAE.decode: x2.4 from 16 to 64 latents in the bench)
+    assert long["working_mib"] <= 1.15 * short["working_mib"], (short, long)

@@ -1,0 +1,33 @@
+"""BM Dyadic Compose as ComfyUI runs it: IMAGE and VIDEO outputs, conversation audio muxed, clear errors."""
+
+import pytest
+import torch
+
+
+def test_compose_node_outputs_frames_and_video_with_the_conversation(pack_nodes):
+    a = torch.rand(21, 32, 40, 3)
+    b = torch.rand(20, 64, 48, 3)  # taller and one frame shorter
+    conversation = {"waveform": torch.rand(1, 2, 32000) - 0.5, "sample_rate": 16000}  # 2 s, stereo
+    frames, video = pack_nodes["BMDyadicCompose"].execute(
+        image_a=a, image_b=b, conversation=conversation, layout="side_by_side", length_rule="hold_last_frame",
+        fps=25.0, gap=0).args
+    assert frames.shape == (21, 64, 80 + 48, 3)
+    parts = video.get_components()
+    assert parts.frame_rate == 25 and parts.images.shape == frames.shape
+    assert parts.audio["waveform"].shape == (1, 2, 21 * 16000 // 25)
+    assert torch.equal(parts.audio["waveform"], conversation["waveform"][..., :13440])
+
+
+def test_compose_node_refuses_clips_of_very_different_length(pack_nodes, pack):
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"image_a.*Fix:"):
+        pack_nodes["BMDyadicCompose"].execute(
+            image_a=torch.rand(10, 8, 8, 3), image_b=torch.rand(81, 8, 8, 3),
+            conversation={"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000},
+            layout="stacked", length_rule="hold_last_frame", fps=25.0, gap=0)
+
+
+def test_compose_validate_inputs(pack_nodes):
+    node = pack_nodes["BMDyadicCompose"]
+    assert node.validate_inputs(fps=25.0, gap=0) is True
+    assert "gap" in node.validate_inputs(fps=25.0, gap=-2)
+    assert "fps" in node.validate_inputs(fps=500.0, gap=0)
