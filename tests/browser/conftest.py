@@ -63,7 +63,7 @@ class ConsoleLog:
         return kept
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def frontend_server(tmp_path_factory):
     """A ComfyUI server for the browser tier, with the tutorial marked done so the canvas shows."""
     server = ComfyServer(tmp_path_factory.mktemp("browser_base"))
@@ -73,9 +73,13 @@ def frontend_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium through Playwright (never a downloaded browser)."""
+    """Headless Debian Chromium through Playwright (never a downloaded browser).
+
+    Module-scoped: while Playwright's sync API is active an asyncio loop runs in the main thread,
+    and later tiers call ``asyncio.run`` (e.g. the ``pack_nodes`` fixture).
+    """
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
