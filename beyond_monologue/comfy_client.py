@@ -225,6 +225,7 @@ class ComfyClient:
         Raises:
             ComfyError: the server answered an error (``status`` 404: no such file).
             ComfyUnavailable: the server is down or the connection broke.
+            OSError: ``dest`` cannot be written.
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -232,15 +233,24 @@ class ComfyClient:
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
         request = urllib.request.Request(f"{self.base_url}/view?{query}")  # noqa: S310 -- http(s) checked in __init__
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response, open(partial, "wb") as out:  # noqa: S310
-                while chunk := response.read(chunk_bytes):
-                    out.write(chunk)
+            response = urllib.request.urlopen(request, timeout=self.timeout_s)  # noqa: S310
         except urllib.error.HTTPError as error:
-            partial.unlink(missing_ok=True)
             raise ComfyError(f"GET /view {filename!r} answered {error.code}", status=error.code) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+            raise ComfyUnavailable(f"GET /view {filename!r}: ComfyUI at {self.base_url} is not reachable ({error})") from None
+        try:
+            with response, open(partial, "wb") as out:  # an OSError of the local disk is raised as it is
+                while True:
+                    try:
+                        chunk = response.read(chunk_bytes)
+                    except (ConnectionError, TimeoutError, OSError) as error:
+                        raise ComfyUnavailable(f"GET /view {filename!r}: download broke off ({error})") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+        except BaseException:
             partial.unlink(missing_ok=True)
-            raise ComfyUnavailable(f"GET /view {filename!r}: download from {self.base_url} broke off ({error})") from None
+            raise
         partial.replace(dest)
         return dest
 

@@ -225,7 +225,7 @@ def job_fingerprint(job: Job) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def patch_prompt(workflow: dict, job: Job, uploaded: dict[Target, str], prefix_root: str) -> dict:
+def patch_prompt(workflow: dict, job: Job, uploaded: dict[Target, str], prefix_root: str, submission: int = 1) -> dict:
     """The prompt of one job: a copy of the workflow with the job's values set.
 
     Args:
@@ -235,12 +235,17 @@ def patch_prompt(workflow: dict, job: Job, uploaded: dict[Target, str], prefix_r
         prefix_root: every ``filename_prefix`` the job does not set becomes
             ``{prefix_root}/{job.name}/{original prefix}``, so each job's files on the server are
             grouped (and never mixed with another job's).
+        submission: the job's submission number; from the second on the prefix gets a
+            ``try{n}/`` level. ComfyUI caches node results by their inputs, and a save node whose
+            inputs did not change is not run again, so a job queued again on the same server
+            process would otherwise point at its old files instead of saving new ones.
     """
     prompt = copy.deepcopy(workflow)
+    folder = job.name if submission <= 1 else f"{job.name}/try{submission}"
     for node in prompt.values():
         prefix = node["inputs"].get("filename_prefix")
         if isinstance(prefix, str):
-            node["inputs"]["filename_prefix"] = f"{prefix_root}/{job.name}/{prefix}"
+            node["inputs"]["filename_prefix"] = f"{prefix_root}/{folder}/{prefix}"
     for target, value in job.values.items():
         prompt[target.node_id]["inputs"][target.input_name] = uploaded.get(target, value) if isinstance(value, Path) else value
     return prompt

@@ -183,9 +183,13 @@ class BatchRunner:
         """Upload the job's files, then journal and POST its prompt (idempotent under retries)."""
         job = self.jobs[name]
         prefix_root = f"{UPLOAD_ROOT}/{self.journal.batch_id}"
-        uploaded = {target: self._upload(path, prefix_root) for target, path in job.values.items()
-                    if isinstance(path, Path)}
-        prompt = patch_prompt(self.workflow, job, uploaded, prefix_root)
+        try:
+            uploaded = {target: self._upload(path, prefix_root) for target, path in job.values.items()
+                        if isinstance(path, Path)}
+        except (ComfyError, OSError) as error:
+            self._fail(name, f"could not upload its input files: {error}")
+            return
+        prompt = patch_prompt(self.workflow, job, uploaded, prefix_root, self.journal.job(name).submissions + 1)
         prompt_id = str(uuid.uuid4())
         self.journal.record("submitted", name, prompt_id=prompt_id, fingerprint=job_fingerprint(job))
         tries = 0
@@ -230,6 +234,9 @@ class BatchRunner:
             return
         except ComfyUnavailable as error:
             raise BatchAborted(str(error)) from None
+        except ComfyError as error:
+            self._retry_or_fail(name, f"following its prompt failed: {error}")
+            return
         except TimeoutError:
             with contextlib.suppress(ComfyError):
                 self.client.interrupt(prompt_id)
@@ -264,9 +271,13 @@ class BatchRunner:
                     item["filename"], item["subfolder"], item["type"], self.out_dir / relative), f"downloading {relative}")
             except ComfyError as error:
                 if error.status != 404:
-                    raise
+                    self._fail(name, f"downloading {item['filename']} failed: {error}")
+                    return
                 self.journal.record("lost", name, prompt_id=state.prompt_id, missing=item["filename"])
                 self._retry_or_fail(name, f"output {item['filename']} is gone from the server")
+                return
+            except OSError as error:
+                self._fail(name, f"cannot write {self.out_dir / relative}: {error}")
                 return
             files.append(relative)
         self.journal.record("downloaded", name, prompt_id=state.prompt_id, files=files)

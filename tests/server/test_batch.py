@@ -226,3 +226,28 @@ def test_rejected_prompt_is_a_job_failure_with_comfyui_node_errors(batch_server,
     assert "prompt rejected" in outcomes[0].error and outcomes[0].submissions == 1
     assert list(outcomes[0].node_errors) == ["1"] and "no_such_file.wav" in json.dumps(outcomes[0].node_errors)
     check_outputs(tmp_path / "out", {"j3": expected["j3"]})
+
+
+def test_missing_local_files_are_downloaded_again_or_rerun_when_the_server_lost_them(batch_server, batch_inputs, tmp_path):
+    folder, expected = batch_inputs
+    client = ComfyClient(batch_server.url)
+    jobs = [job for job in prepared_jobs(folder, client.object_info()) if job.name in ("j3", "j4")]
+    out = tmp_path / "out"
+    BatchRunner(client, WORKFLOW, jobs, out, BatchOptions(progress=False)).run()
+    outputs = {name: replay(out / JOURNAL_NAME).jobs[name].outputs for name in ("j3", "j4")}
+    for name in ("j3", "j4"):  # the user deleted both local results ...
+        for path in (out / name).iterdir():
+            path.unlink()
+    for item in outputs["j4"]:  # ... and j4's files are also gone from ComfyUI's output folder
+        (batch_server.base_dir / "output" / item["subfolder"] / item["filename"]).unlink()
+
+    outcomes = BatchRunner(client, WORKFLOW, jobs, out, BatchOptions(progress=False)).run()
+    assert [(o.name, o.status) for o in outcomes] == [("j3", "done"), ("j4", "done")]
+    states = replay(out / JOURNAL_NAME).jobs
+    assert states["j3"].submissions == 1, "j3 was only downloaded again"
+    assert states["j4"].submissions == 2, "j4 ran again because the server had lost its files"
+    events = replay(out / JOURNAL_NAME).events
+    assert Counter(e["job"] for e in events if e["event"] == "downloaded") == {"j3": 2, "j4": 2}
+    for name in ("j3", "j4"):
+        talk = read_audio(out / name / "3_talk.flac")[0]
+        assert np.max(np.abs(talk - expected[name][0])) < 2e-3

@@ -59,6 +59,8 @@ def test_csv_with_mapped_and_direct_columns(tmp_path):
     assert prompt["3"]["inputs"]["filename_prefix"] == "bm_batch/b1/alice/talk"
     assert prompt["4"]["inputs"]["seed"] == 7
     assert WORKFLOW["4"]["inputs"]["seed"] == 0, "the workflow itself is not modified"
+    again = patch_prompt(WORKFLOW, jobs[0], {Target("1", "audio"): "x.wav"}, "bm_batch/b1", submission=2)
+    assert again["3"]["inputs"]["filename_prefix"] == "bm_batch/b1/alice/try2/talk"  # no cached save node
 
 
 def test_jsonl_keeps_json_types_and_mapping_file(tmp_path):
