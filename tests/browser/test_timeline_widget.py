@@ -12,6 +12,8 @@ from PIL import Image
 from beyond_monologue.comfy_client import ComfyClient
 from beyond_monologue.comfy_launcher import PACK_DIR_NAME
 
+pytestmark = pytest.mark.timeout(240)  # bounded: a hung server or browser fails, never stalls CI
+
 EXTENSION_URL_PREFIX = f"/extensions/{PACK_DIR_NAME}/"
 
 EXTENSION = "BeyondMonologue.Timeline"

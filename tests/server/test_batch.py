@@ -31,6 +31,8 @@ from beyond_monologue.comfy_launcher import PACK_ROOT, ComfyServer
 from beyond_monologue.conversation import split_by_turns, split_stereo
 from beyond_monologue.turns import parse_turns_text
 
+pytestmark = pytest.mark.timeout(300)  # a hung server fails the test instead of stalling CI
+
 WORKFLOW = {
     "1": {"class_type": "LoadAudio", "inputs": {"audio": "placeholder.wav"}},
     "2": {"class_type": "BMSplitConversation",
