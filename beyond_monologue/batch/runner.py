@@ -234,8 +234,8 @@ class BatchRunner:
             return
         except ComfyUnavailable as error:
             raise BatchAborted(str(error)) from None
-        except ComfyError as error:
-            self._retry_or_fail(name, f"following its prompt failed: {error}")
+        except ComfyError as error:  # an error answer, not a lost prompt: queueing again could run it twice
+            self._fail(name, f"following its prompt failed: {error}")
             return
         except TimeoutError:
             with contextlib.suppress(ComfyError):
