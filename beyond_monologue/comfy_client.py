@@ -2,7 +2,7 @@
 
 Covers the routes of ComfyUI's ``server.py`` that a batch user needs: ``POST /prompt``,
 ``GET /history/{id}``, ``GET /view``, ``POST /upload/image`` (any input file, audio included),
-``POST /interrupt``, ``GET /queue``, ``GET /object_info`` and ``GET /system_stats``, plus the
+``POST /interrupt``, ``GET/POST /queue``, ``GET /object_info`` and ``GET /system_stats``, plus the
 ``/ws?clientId=`` event stream (``executing`` with ``node: null`` ends a prompt, as in ComfyUI's
 ``script_examples/websockets_api_example.py``). Uses only the standard library and
 ``websocket-client``; no network access other than the ComfyUI address it is given.
@@ -34,11 +34,27 @@ def _close_quietly(ws: websocket.WebSocket | None) -> None:
 
 
 class ComfyError(RuntimeError):
-    """The server answered with an error, or could not be reached."""
+    """The server answered with an error, or could not be reached.
+
+    Attributes:
+        status: the HTTP status code of the answer, or None when there was no answer.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ComfyUnavailable(ComfyError):
     """The server could not be reached (connection refused, reset or timed out)."""
+
+
+class PromptLost(ComfyError):
+    """The server knows nothing of a prompt any more: not queued, not running, not in its history.
+
+    This is what a server restart does to every prompt it had queued or was running (ComfyUI
+    keeps its queue and history in memory).
+    """
 
 
 class PromptRejected(ComfyError):
@@ -111,7 +127,8 @@ class ComfyClient:
             if error.code == 400 and path == "/prompt":
                 data = json.loads(payload or b"{}")
                 raise PromptRejected(data.get("error", {}), data.get("node_errors", {})) from None
-            raise ComfyError(f"{method} {path} answered {error.code}: {payload[:500].decode(errors='replace')}") from None
+            raise ComfyError(f"{method} {path} answered {error.code}: {payload[:500].decode(errors='replace')}",
+                             status=error.code) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             raise ComfyUnavailable(f"{method} {path}: ComfyUI at {self.base_url} is not reachable ({error})") from None
 
@@ -135,8 +152,11 @@ class ComfyClient:
         """``GET /queue``: ``{"queue_running": [...], "queue_pending": [...]}``."""
         return self.get_json("/queue")
 
-    def queue_prompt(self, prompt: dict, prompt_id: str | None = None, extra_data: dict | None = None) -> str:
-        """Queue an API-format workflow; returns its prompt id.
+    def submit(self, prompt: dict, prompt_id: str | None = None, extra_data: dict | None = None) -> dict:
+        """Queue an API-format workflow and return ComfyUI's whole answer.
+
+        The answer is ``{"prompt_id", "number", "node_errors"}``; ``node_errors`` is not empty when
+        ComfyUI queued the valid outputs of a partly invalid workflow.
 
         Raises:
             PromptRejected: the workflow failed validation (ComfyUI answered 400).
@@ -147,7 +167,28 @@ class ComfyClient:
             body["prompt_id"] = prompt_id
         if extra_data:
             body["extra_data"] = extra_data
-        return json.loads(self.post_json("/prompt", body))["prompt_id"]
+        return json.loads(self.post_json("/prompt", body))
+
+    def queue_prompt(self, prompt: dict, prompt_id: str | None = None, extra_data: dict | None = None) -> str:
+        """Queue an API-format workflow; returns its prompt id (see :meth:`submit`)."""
+        return self.submit(prompt, prompt_id, extra_data)["prompt_id"]
+
+    def prompt_state(self, prompt_id: str) -> str:
+        """Where the server has a prompt: ``"pending"``, ``"running"``, ``"finished"`` or ``"unknown"``.
+
+        The queue is read before the history: ComfyUI moves a prompt from its queue to its
+        history under one lock, so a prompt that exists is never missed between the two reads.
+        """
+        queue = self.queue()
+        if any(item[1] == prompt_id for item in queue.get("queue_running", [])):
+            return "running"
+        if any(item[1] == prompt_id for item in queue.get("queue_pending", [])):
+            return "pending"
+        return "finished" if self.history(prompt_id) is not None else "unknown"
+
+    def delete_queued(self, prompt_ids: list[str]) -> None:
+        """``POST /queue {"delete": [...]}``: drop prompts that have not started yet."""
+        self.post_json("/queue", {"delete": list(prompt_ids)})
 
     def history(self, prompt_id: str) -> dict | None:
         """The ``/history/{prompt_id}`` entry, or None while the prompt has not finished."""
@@ -173,6 +214,45 @@ class ComfyClient:
         """Download a file through ``GET /view``."""
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
         return self._request("GET", f"/view?{query}")
+
+    def download(self, filename: str, subfolder: str, folder_type: str, dest: str | Path,
+                 chunk_bytes: int = 1 << 20) -> Path:
+        """Stream a file from ``GET /view`` into ``dest``, written whole or not at all.
+
+        The bytes go to ``dest`` + ``.part`` first and are renamed over ``dest`` at the end, so an
+        interrupted download never leaves a truncated file under the final name.
+
+        Raises:
+            ComfyError: the server answered an error (``status`` 404: no such file).
+            ComfyUnavailable: the server is down or the connection broke.
+            OSError: ``dest`` cannot be written.
+        """
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
+        request = urllib.request.Request(f"{self.base_url}/view?{query}")  # noqa: S310 -- http(s) checked in __init__
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout_s)  # noqa: S310
+        except urllib.error.HTTPError as error:
+            raise ComfyError(f"GET /view {filename!r} answered {error.code}", status=error.code) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+            raise ComfyUnavailable(f"GET /view {filename!r}: ComfyUI at {self.base_url} is not reachable ({error})") from None
+        try:
+            with response, open(partial, "wb") as out:  # an OSError of the local disk is raised as it is
+                while True:
+                    try:
+                        chunk = response.read(chunk_bytes)
+                    except (ConnectionError, TimeoutError, OSError) as error:
+                        raise ComfyUnavailable(f"GET /view {filename!r}: download broke off ({error})") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(dest)
+        return dest
 
     def upload_file(self, path: str | Path, name: str | None = None, subfolder: str = "", overwrite: bool = True) -> str:
         """Upload a file into ComfyUI's input folder with ``POST /upload/image`` (works for audio too).
@@ -208,52 +288,80 @@ class ComfyClient:
         return websocket.create_connection(f"{url}/ws?clientId={self.client_id}", timeout=timeout_s)
 
     def wait(self, prompt_id: str, timeout_s: float = 600.0,
-             on_event: Callable[[str, dict], None] | None = None, ws: websocket.WebSocket | None = None) -> PromptResult:
+             on_event: Callable[[str, dict], None] | None = None, ws: websocket.WebSocket | None = None,
+             down_timeout_s: float | None = None) -> PromptResult:
         """Follow a queued prompt until it ends and return its result.
 
         Events arrive over ``/ws`` (``progress``, ``executing``, ``executed`` ...) and are passed to
         ``on_event(type, data)``. If the socket drops (server restart) it reconnects, and the end is
-        always confirmed through ``/history``, so no event stream is trusted alone.
+        always confirmed through ``/history``, so no event stream is trusted alone. After every
+        reconnect, and every few seconds while no event comes, it checks that the server still
+        knows the prompt (:meth:`prompt_state`).
 
         Args:
             prompt_id: the prompt to follow.
             timeout_s: give up after this many seconds.
             on_event: optional callback for every JSON event of this prompt.
             ws: an already open socket (opened before queueing, so that no event is missed).
+            down_timeout_s: give up when the server stays unreachable this many seconds in a row
+                (None: keep trying until ``timeout_s``).
 
         Raises:
             TimeoutError: the prompt did not end within ``timeout_s``.
+            PromptLost: the server does not know the prompt (it restarted, or the prompt was deleted).
+            ComfyUnavailable: the server stayed unreachable for ``down_timeout_s``.
         """
         deadline = time.monotonic() + timeout_s
         own_socket = ws is None
+        down_since: float | None = None
         try:
             while time.monotonic() < deadline:
                 try:
                     if ws is None:
                         ws = self.connect_ws()
+                        down_since = None
                     finished = self._follow(ws, prompt_id, deadline, on_event)
                     if finished is not None:
                         return finished
-                except (websocket.WebSocketException, ConnectionError, OSError, ComfyUnavailable):
+                except (websocket.WebSocketException, ConnectionError, OSError, ComfyUnavailable) as error:
                     _close_quietly(ws)
                     ws = None
                     own_socket = True
+                    now = time.monotonic()
+                    down_since = down_since or now
+                    if down_timeout_s is not None and now - down_since > down_timeout_s:
+                        raise ComfyUnavailable(f"ComfyUI at {self.base_url} unreachable for {now - down_since:.0f} s "
+                                               f"while following prompt {prompt_id} ({error})") from None
                     time.sleep(0.5)
             raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout_s:.0f} s")
         finally:
             if own_socket:
                 _close_quietly(ws)
 
+    def _check(self, prompt_id: str, known: bool) -> PromptResult | None:
+        """The prompt's result if it has ended; None while it is queued or running.
+
+        ``known=False`` also asks the queue (:meth:`prompt_state`) and raises PromptLost when the
+        server has never heard of the prompt.
+        """
+        finished = self.result(prompt_id)
+        if finished is None and not known and self.prompt_state(prompt_id) == "unknown":
+            raise PromptLost(f"ComfyUI at {self.base_url} does not know prompt {prompt_id} "
+                             "(not queued, not running, not in its history): the server restarted or it was deleted")
+        return finished
+
     def _follow(self, ws: websocket.WebSocket, prompt_id: str, deadline: float,
-                on_event: Callable[[str, dict], None] | None) -> PromptResult | None:
+                on_event: Callable[[str, dict], None] | None, state_check_every: int = 5) -> PromptResult | None:
         """Read events until the prompt ends (confirmed by /history) or the deadline passes."""
         ws.settimeout(1.0)
-        finished = self.result(prompt_id)
+        finished = self._check(prompt_id, known=False)
+        idle_ticks = 0
         while finished is None and time.monotonic() < deadline:
             try:
                 frame = ws.recv()
             except websocket.WebSocketTimeoutException:
-                finished = self.result(prompt_id)
+                idle_ticks += 1
+                finished = self._check(prompt_id, known=idle_ticks % state_check_every != 0)
                 continue
             if not isinstance(frame, str):
                 continue  # binary latent preview

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.conversation import SPEAKER_CHOICES, speaker_index, split_by_turns, split_stereo
 from ..beyond_monologue.turns import parse_turns_text, turns_to_json
+from .ui_payloads import conversation_timeline_ui
 
 SPLIT_MODES = ("stereo", "turns")
 
@@ -54,7 +55,8 @@ class BMSplitConversation(io.ComfyNode):
         else:
             found_turns = parse_turns_text(turns, "turns")
             talk, listen, found = split_by_turns(waveform, sample_rate, found_turns, avatar)
-        return io.NodeOutput(make_audio(talk, sample_rate), make_audio(listen, sample_rate), turns_to_json(found))
+        return io.NodeOutput(make_audio(talk, sample_rate), make_audio(listen, sample_rate), turns_to_json(found),
+                             ui=conversation_timeline_ui(cls, found, avatar, conversation))
 
 
 NODES = [BMSplitConversation]

@@ -1,0 +1,95 @@
+"""``python -m beyond_monologue.batch WORKFLOW JOBS --out DIR``: run a workflow over a job file.
+
+Exit codes: 0 every job done, 1 some job failed, 2 bad workflow/job file/arguments (nothing was
+queued), 3 the server was unreachable (re-run the same command to resume), 130 Ctrl-C (same).
+See docs/BATCH.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..comfy_client import ComfyClient, ComfyUnavailable
+from .jobs import BatchSetupError, load_mapping_file, parse_mapping, read_jobs
+from .patching import load_workflow, prepare_jobs
+from .report import REPORT_NAME, summary
+from .runner import BatchAborted, BatchOptions, BatchRunner
+
+EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (documented in docs/BATCH.md)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m beyond_monologue.batch",
+        description="Run an API-format ComfyUI workflow once per job of a CSV/JSONL file on a running ComfyUI, "
+                    "download every job's outputs, and resume safely after a crash or a server restart.")
+    parser.add_argument("workflow", type=Path, help="API-format workflow JSON (ComfyUI: Workflow > Export (API))")
+    parser.add_argument("jobs", type=Path, help="job file: .csv with a header line or .jsonl; a 'name' column is required")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: one sub-folder per job, batch_journal.jsonl, batch_report.json")
+    parser.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address (default: %(default)s)")
+    parser.add_argument("--map", action="append", default=[], metavar="COLUMN=NODE_ID.INPUT",
+                        help="send a job column to a node input, e.g. --map portrait=12.image (repeatable)")
+    parser.add_argument("--map-file", type=Path, help='JSON mapping {"column": "NODE_ID.INPUT", ...}; --map wins')
+    parser.add_argument("--queue-ahead", type=int, default=1, help="jobs waiting in ComfyUI's queue besides the running one")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="extra tries for a job whose prompt the server lost (restart) or that ran out of memory")
+    parser.add_argument("--job-timeout", type=float, default=3600.0, help="seconds one job may run (default: %(default)s)")
+    parser.add_argument("--server-timeout", type=float, default=300.0,
+                        help="seconds the server may stay unreachable before the run stops (default: %(default)s)")
+    parser.add_argument("--include-previews", action="store_true", help="also download temp files (previews)")
+    parser.add_argument("--skip-failed", action="store_true", help="do not try again jobs that failed in an earlier run")
+    parser.add_argument("--redo", action="append", default=[], metavar="NAME", help="run a done job again (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="check the workflow and every job against the server, queue nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    client = ComfyClient(args.server)
+    try:
+        mapping = load_mapping_file(args.map_file) if args.map_file else {}
+        mapping.update(parse_mapping(args.map))
+        workflow = load_workflow(args.workflow)
+        jobs = read_jobs(args.jobs, mapping)
+        unknown = sorted(set(args.redo) - {job.name for job in jobs})
+        if unknown:
+            raise BatchSetupError([f"--redo {name}: no job of that name" for name in unknown])
+        prepare_jobs(workflow, client.object_info(), jobs, args.jobs.resolve().parent)
+    except BatchSetupError as error:
+        print(f"cannot start the batch:\n{error}", file=sys.stderr)
+        return EXIT_SETUP
+    except ComfyUnavailable as error:
+        print(f"cannot start the batch: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if args.dry_run:
+        print(f"{len(jobs)} job(s) checked against {args.server}: ready to run.")
+        return EXIT_OK
+    options = BatchOptions(queue_ahead=max(0, args.queue_ahead), retries=max(0, args.retries),
+                           job_timeout_s=args.job_timeout, server_timeout_s=args.server_timeout,
+                           include_temp=args.include_previews, skip_failed=args.skip_failed,
+                           redo=tuple(args.redo), progress=not args.no_progress and sys.stderr.isatty())
+    runner = BatchRunner(client, workflow, jobs, args.out, options)
+    try:
+        outcomes = runner.run()
+    except BatchSetupError as error:
+        print(f"cannot start the batch:\n{error}", file=sys.stderr)
+        return EXIT_SETUP
+    except BatchAborted as error:
+        print(f"batch stopped, the server is unreachable: {error}\nRe-run the same command to resume.", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("\nbatch stopped (Ctrl-C). Re-run the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary(outcomes))
+    print(f"report: {args.out / REPORT_NAME}")
+    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The batch journal: an append-only JSONL file in the output folder that makes re-runs safe.
+
+Every line is one event ``{"t": unix seconds, "event": ..., "job": name, ...}``, written whole,
+flushed and fsynced before the batch goes on, so that after a crash the file says what happened
+up to the last finished step. Events of a job, in order:
+
+* ``submitted`` -- ``prompt_id`` chosen by the client, written *before* ``POST /prompt``. A crash
+  between this line and the POST leaves a prompt id the server never heard of (re-queued on the
+  next run); a crash after the POST leaves one the server has (followed, never queued again).
+* ``queued``    -- ComfyUI accepted the prompt (``number``, ``node_errors``).
+* ``lost``      -- the server no longer knows the prompt (it restarted): the job is queued again.
+* ``finished``  -- the prompt ended; ``status`` and, on success, the output files to download.
+* ``downloaded``-- the job's files are in the output folder (``files``, relative paths).
+* ``failed``    -- ``error`` (and ComfyUI's ``node_errors`` for a rejected prompt).
+
+Batch-level events have no job: ``batch`` (first line: ``batch_id``) and ``run`` (each invocation).
+A truncated last line (the process was killed while writing it) is ignored on replay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+JOURNAL_NAME = "batch_journal.jsonl"
+
+
+@dataclass
+class JobState:
+    """A job's state, folded from its journal events.
+
+    Attributes:
+        status: the last event: ``"new"`` (none yet), ``"submitted"``, ``"queued"``, ``"lost"``,
+            ``"finished"``, ``"downloaded"`` or ``"failed"``.
+        prompt_id: the prompt id of the latest submission.
+        outputs: files to download (from ``finished``).
+        files: downloaded files, relative to the output folder (from ``downloaded``).
+        error: the failure message (from ``failed``).
+        fingerprint: the job's values hash at its latest submission.
+        submissions: how many times the job was submitted, over all runs.
+    """
+
+    status: str = "new"
+    prompt_id: str | None = None
+    outputs: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    error: str = ""
+    fingerprint: str = ""
+    submissions: int = 0
+
+
+@dataclass
+class Replay:
+    """What a journal says: the batch id and the state of every job it mentions."""
+
+    batch_id: str | None = None
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    damaged_lines: int = 0
+
+
+def apply_event(state: JobState, entry: dict) -> None:
+    """Fold one job event into its state."""
+    event = entry["event"]
+    state.status = event
+    if event == "submitted":
+        state.prompt_id = entry["prompt_id"]
+        state.fingerprint = entry.get("fingerprint", "")
+        state.submissions += 1
+        state.outputs, state.files, state.error = [], [], ""
+    elif event == "finished":
+        state.outputs = entry.get("outputs", [])
+    elif event == "downloaded":
+        state.files = entry.get("files", [])
+    elif event == "failed":
+        state.error = entry.get("error", "")
+
+
+def replay(path: str | Path) -> Replay:
+    """Read a journal (missing file: empty replay). Lines that are not complete JSON objects are
+    counted in ``damaged_lines`` and skipped."""
+    result = Replay()
+    path = Path(path)
+    if not path.exists():
+        return result
+    with open(path, encoding="utf-8") as src:
+        for line in src:
+            try:
+                entry = json.loads(line)
+                event = entry["event"]
+            except (ValueError, KeyError, TypeError):
+                result.damaged_lines += 1
+                continue
+            result.events.append(entry)
+            if event == "batch":
+                result.batch_id = result.batch_id or entry.get("batch_id")
+            elif entry.get("job"):
+                apply_event(result.jobs.setdefault(entry["job"], JobState()), entry)
+    return result
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """True for a missing or empty file, or one whose last byte is a newline."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    with open(path, "rb") as src:
+        src.seek(-1, os.SEEK_END)
+        return src.read(1) == b"\n"
+
+
+class Journal:
+    """Appends events to ``out_dir/batch_journal.jsonl``.
+
+    Args:
+        out_dir: the batch's output folder (created).
+        listener: called with every entry after it is on disk (progress displays, tests).
+    """
+
+    def __init__(self, out_dir: str | Path, listener=None):
+        self.path = Path(out_dir) / JOURNAL_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.listener = listener
+        self.state = replay(self.path)
+        ends_cleanly = _ends_with_newline(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed by close()
+        if not ends_cleanly:
+            self._file.write("\n")  # a killed writer left half a line: end it, replay skips it
+        if self.state.batch_id is None:
+            self.state.batch_id = f"{Path(out_dir).resolve().name[:40]}-{uuid.uuid4().hex[:8]}"
+            self.record("batch", batch_id=self.state.batch_id)
+
+    @property
+    def batch_id(self) -> str:
+        """The batch's id (kept across runs): names its upload and server output subfolders."""
+        return self.state.batch_id
+
+    def job(self, name: str) -> JobState:
+        """The current state of a job (``"new"`` if the journal never mentioned it)."""
+        return self.state.jobs.setdefault(name, JobState())
+
+    def record(self, event: str, job: str | None = None, **fields) -> dict:
+        """Append one event, flush and fsync it, update the job's state and tell the listener."""
+        entry = {"t": round(time.time(), 3), "event": event, **({"job": job} if job else {}), **fields}
+        self._file.write(json.dumps(entry, default=str) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.state.events.append(entry)
+        if job:
+            apply_event(self.job(job), entry)
+        if self.listener is not None:
+            self.listener(entry)
+        return entry
+
+    def close(self) -> None:
+        """Close the file (the journal stays valid at every point, closed or not)."""
+        self._file.close()
