@@ -129,8 +129,10 @@ def test_smoke_dits_load_and_denoise_through_comfyui(smoke_models, caplog, filen
     print(f"{filename}: one denoising step on a {tuple(x.shape)} latent in {seconds:.3f} s")
 
 
-def test_smoke_umt5_encodes_through_comfyui_text_encoder_code(smoke_models, smoke):
-    """CLIPLoader cannot take a reduced umT5 (see smoke.umt5); ComfyUI's own CLIP/T5/tokenizer code can."""
+def test_reduced_smoke_umt5_encodes_through_comfyui_text_encoder_code(tmp_path, smoke):
+    """CLIPLoader cannot take a reduced umT5 (see smoke.umt5); ComfyUI's own CLIP/T5/tokenizer code can.
+
+    (The full-size smoke file goes through the native CLIPLoader in the example-workflow server tests.)"""
     import types
 
     import comfy.sd
@@ -139,7 +141,9 @@ def test_smoke_umt5_encodes_through_comfyui_text_encoder_code(smoke_models, smok
     import comfy.utils
     from safetensors import safe_open
 
-    path = smoke_models / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    tensors, metadata = smoke.umt5.umt5_xxl_fp8_scaled_reduced(0)
+    path = tmp_path / "umt5_reduced.safetensors"
+    importlib.import_module(f"{smoke.__name__}.generate").write_checkpoint(path, tensors, metadata)
     state_dict = comfy.utils.load_torch_file(str(path), safe_load=True)
     with safe_open(str(path), "pt") as handle:
         dims = json.loads(handle.metadata()["bm_smoke_dims"])

@@ -6,7 +6,7 @@ from safetensors import safe_open
 
 from beyond_monologue.weights import load_manifest
 from beyond_monologue.weights.cli import EXIT_FAILED, EXIT_OK, main
-from beyond_monologue.weights.smoke import BUILDERS, wan_dit, wav2vec2
+from beyond_monologue.weights.smoke import BUILDERS, umt5, wan_dit, wav2vec2
 from beyond_monologue.weights.smoke.tensors import parameter_count
 from beyond_monologue.weights.verify import Status, verify_set
 
@@ -86,7 +86,7 @@ def test_storage_dtypes_follow_the_real_files():
     assert fp8["scaled_fp8"].dtype == torch.float8_e4m3fn and fp8["scaled_fp8"].numel() == 0
     scaled = fp8["blocks.0.ffn.0.weight"].float() * fp8["blocks.0.ffn.0.scale_weight"]
     assert torch.isfinite(scaled).all() and 0 < scaled.abs().max() < 1
-    text, _ = BUILDERS["umt5_xxl_fp8_scaled"](0)
+    text, _ = umt5.umt5_xxl_fp8_scaled_reduced(0)
     assert text["spiece_model"].dtype == torch.uint8 and text["shared.weight"].shape[1] == 4096
     vae, _ = BUILDERS["wan21_vae"](0)
     assert {t.dtype for t in vae.values()} == {torch.bfloat16}
@@ -99,7 +99,7 @@ def test_generated_files_say_they_are_untrained_and_are_not_rewritten(tmp_path, 
     assert code == EXIT_OK
 
     small = [f for f in manifest.get_set("infinitetalk-wan21-14b-480p").files()
-             if f.smoke in ("wan21_i2v_14b_dit", "infinitetalk_adapter", "wan21_vae", "umt5_xxl_fp8_scaled")]
+             if f.smoke in ("wan21_i2v_14b_dit", "infinitetalk_adapter", "wan21_vae")]
     from beyond_monologue.weights.smoke.generate import generate_file
 
     results = [generate_file(f, models, seed=7) for f in small]

@@ -5,12 +5,15 @@ Layout: Hugging Face T5 encoder names (``shared``, ``encoder.block.N.layer.{0,1}
 SentencePiece model as a ``spiece_model`` uint8 tensor (ComfyUI's WanT5Tokenizer reads the tokenizer
 from the checkpoint), Linear weights in ComfyUI's scaled-fp8 storage with a ``scaled_fp8`` marker.
 
-Limit: ComfyUI's CLIPLoader (comfy/sd.py ``detect_te_model``) recognises umT5-XXL only by a 24th
-block whose FFN input width is 4096, and then builds the fixed umt5_config_xxl.json model (5.7 B
-parameters) whatever the file holds. No reduced file can pass that loader, and a full one (6.7 GB,
-minutes per prompt on CPU) is out of reach for tests, so this smoke file is checked against
-ComfyUI's own T5 module built from a reduced config instead. The tokenizer is a tiny SentencePiece
-model trained here on a few fixed sentences (deterministic); token ids stay below its vocabulary.
+ComfyUI's CLIPLoader (comfy/sd.py ``detect_te_model``) recognises umT5-XXL only by a 24th block
+whose FFN input width is 4096, and then builds the fixed umt5_config_xxl.json model (5.7 B
+parameters) whatever the file holds. So the manifest's smoke file is full size
+(:func:`umt5_xxl_fp8_scaled`: 5.7 GB, about two minutes per prompt on a 2-core CPU), which lets the
+example workflows run their native CLIPLoader -> CLIP Text Encode path unchanged; the reduced file
+(:func:`umt5_xxl_fp8_scaled_reduced`) is for fast in-process tests through ComfyUI's own T5 code
+with a reduced config. The tokenizer is a tiny SentencePiece model trained here on a few fixed
+sentences (deterministic); token ids stay below its vocabulary, so in the full file only those
+rows of the 256,384-row embedding are random and the rest are zero.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 
 import torch
 
-from .tensors import Layout, Spec, fill, linear, to_scaled_fp8
+from .tensors import Layout, Spec, fill, linear, random_tensor, to_scaled_fp8
 
 # d_model stays 4096: the Wan DiT's text projection (text_dim) is fixed at 4096 in ComfyUI.
 SMOKE_DIMS = {"d_model": 4096, "d_ff": 128, "num_layers": 2, "num_heads": 4, "d_kv": 16}
@@ -73,6 +76,33 @@ def smoke_tokenizer_model() -> bytes:
 
 
 def umt5_xxl_fp8_scaled(seed: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Full-size umT5-XXL encoder (the shape CLIPLoader builds), scaled fp8 Linear + fp16 rest, with its tokenizer.
+
+    Built one tensor at a time so that peak memory stays near the file size (5.7 GB); embedding rows
+    the tiny tokenizer never produces are zero (see module doc).
+    """
+    tokenizer = smoke_tokenizer_model()
+    import sentencepiece
+
+    vocab = sentencepiece.SentencePieceProcessor(model_proto=tokenizer).get_piece_size()
+    layout = umt5_layout(**REAL_DIMS)
+    state_dict: dict[str, torch.Tensor] = {}
+    for key, spec in layout.items():
+        if key == "shared.weight":
+            embedding = torch.zeros(spec.shape, dtype=torch.float16)
+            embedding[:vocab] = random_tensor(key, Spec((vocab, spec.shape[1]), spec.kind), seed, torch.float16)
+            state_dict[key] = embedding
+        elif spec.kind == "linear":
+            single = {key: random_tensor(key, spec, seed, torch.float32)}
+            state_dict.update(to_scaled_fp8(single, {key: spec}, scale_input=False))
+        else:
+            state_dict[key] = random_tensor(key, spec, seed, torch.float16)
+    state_dict["spiece_model"] = torch.frombuffer(bytearray(tokenizer), dtype=torch.uint8)
+    return state_dict, {"bm_smoke_layout": "umT5-XXL encoder, full size, ComfyUI scaled fp8 (Hugging Face T5 key names)",
+                        "bm_smoke_dims": json.dumps(REAL_DIMS, sort_keys=True)}
+
+
+def umt5_xxl_fp8_scaled_reduced(seed: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Reduced umT5 encoder, scaled fp8 (Linear) + fp16 (embeddings, norms), with its tokenizer.
 
     Dims: width 4096 (the real output width), FFN 128, 2 blocks, 4 heads of 16; vocabulary = the
