@@ -9,9 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import audio
+from . import audio, audio_encode, audio_separate
 
-STAGE_MODULES = (audio,)
+STAGE_MODULES = (audio, audio_separate, audio_encode)
 
 
 class BeyondMonologueExtension(ComfyExtension):

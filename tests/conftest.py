@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / ".cache" / "assets"
 TIERS = ("unit", "comfy", "server", "browser")
-pytest_plugins = ["comfy_inprocess"]
+pytest_plugins = ["comfy_inprocess", "audio_fixtures"]
 
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
