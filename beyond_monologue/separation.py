@@ -2,7 +2,7 @@
 
 A separation network sees a fixed-length chunk at a time. Chunks of ``chunk`` samples start every
 ``chunk / overlaps`` samples; each output chunk is weighted by a window with linear fades of
-``chunk / 10`` samples (none at the very start and end of the recording) and the weighted sum is
+``chunk / 10`` samples (at most the overlap; none at the very start and end) and the weighted sum is
 divided by the summed weights. The recording is reflect-padded by ``chunk - step`` at both ends
 when it is long enough, so every real sample is covered by ``overlaps`` chunks. This is the
 scheme of the Mel-Band RoFormer vocal model's inference (KimberleyJensen's ``demix``, used by
@@ -60,7 +60,7 @@ def overlap_add(process: Callable[[torch.Tensor], torch.Tensor], audio: torch.Te
     if chunk < 2 or overlaps < 1:
         raise ValueError(f"chunk {chunk} and overlaps {overlaps} must be >= 2 and >= 1")
     step = max(1, chunk // overlaps)
-    fade = min(chunk // 10, step)
+    fade = min(chunk // 10, chunk - step)  # fades only where chunks overlap
     border = chunk - step
     length = audio.shape[-1]
     padded = length > 2 * border and border > 0
