@@ -35,6 +35,25 @@ def write_wav(path, samples: np.ndarray, rate: int) -> Path:
     return Path(path)
 
 
+def der(reference, hypothesis, collar_s: float) -> float:
+    """Diarization error rate (pyannote.metrics) with a +-``collar_s`` collar around reference boundaries.
+
+    pyannote's ``collar`` is the total width removed around each boundary, so ``collar_s=0.25``
+    (pyannote ``collar=0.5``) is the NIST md-eval "0.25 s collar".
+    """
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    def annotation(turns):
+        result = Annotation()
+        for speaker, intervals in turns.items():
+            for start, end in intervals:
+                result[Segment(start, end)] = speaker
+        return result
+
+    return DiarizationErrorRate(collar=2 * collar_s)(annotation(reference), annotation(hypothesis))
+
+
 def audio_dict(samples: np.ndarray | torch.Tensor, rate: int) -> dict:
     """ComfyUI AUDIO from ``[T]`` or ``[C, T]`` samples."""
     wave = torch.as_tensor(samples, dtype=torch.float32)

@@ -1,12 +1,12 @@
 """Diarization on real speech: DER and SI-SDR on the real conversation, mixes of real recordings, bad input.
 
-DER uses pyannote.metrics (test-only dependency). Its ``collar`` is the total width removed around
-each reference boundary, so ``collar=0.5`` is the NIST md-eval "0.25 s collar" (+-0.25 s).
+DER uses pyannote.metrics (test-only dependency), with the NIST 0.25 s collar (``der`` in audio_fixtures).
 """
 
 import numpy as np
 import pytest
 import torch
+from audio_fixtures import der
 
 from beyond_monologue.conversation import split_by_turns
 from beyond_monologue.diarization import diarize
@@ -14,21 +14,6 @@ from beyond_monologue.errors import BMInputError
 from beyond_monologue.metrics import si_sdr
 
 SR = 16000
-
-
-def der(reference, hypothesis, collar_s: float) -> float:
-    """Diarization error rate with a +-``collar_s`` collar around reference boundaries."""
-    from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    def annotation(turns):
-        result = Annotation()
-        for speaker, intervals in turns.items():
-            for start, end in intervals:
-                result[Segment(start, end)] = speaker
-        return result
-
-    return DiarizationErrorRate(collar=2 * collar_s)(annotation(reference), annotation(hypothesis))
 
 
 def overlap_s(a, b) -> float:
