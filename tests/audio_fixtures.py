@@ -82,22 +82,19 @@ def conversation(assets):
     return mono, rate, parse_turns_text((assets / "sample.rttm").read_text())
 
 
-@pytest.fixture(scope="session")
-def wav2vec2_base_file(comfy, tmp_path_factory) -> Path:
-    """A full-size wav2vec 2.0 base checkpoint with random fp16 weights (untrained), once per session.
+def wav2vec2_base_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random fp16 weights (untrained) for a full-size wav2vec 2.0 base, ``wav2vec2.``-prefixed ComfyUI names.
 
-    Keys are ComfyUI's ``Wav2Vec2Model`` parameters with the ``wav2vec2.`` prefix of
-    ``wav2vec2-chinese-base_fp16.safetensors``; ComfyUI's loader picks its base config from
-    ``encoder.layer_norm.bias`` having 768 entries, so the file must be full size (190 MB).
+    Needs ComfyUI importable (the names come from ``comfy.audio_encoders.wav2vec2.Wav2Vec2Model``
+    built on the meta device). Weights ~ N(0, 0.02), norm gains and weight-norm magnitudes 1, biases 0.
     """
     import comfy.ops
     from comfy.audio_encoders.wav2vec2 import Wav2Vec2Model
-    from safetensors.torch import save_file
 
     model = Wav2Vec2Model(embed_dim=768, num_heads=12, num_layers=12, conv_norm=False, conv_bias=False,
                           do_normalize=False, do_stable_layer_norm=False, device="meta",
                           operations=comfy.ops.manual_cast)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, value in model.state_dict().items():
         if name.endswith("bias"):
@@ -107,6 +104,19 @@ def wav2vec2_base_file(comfy, tmp_path_factory) -> Path:
         else:
             tensor = torch.randn(value.shape, generator=generator) * 0.02
         state["wav2vec2." + name] = tensor.to(torch.float16)
+    return state
+
+
+@pytest.fixture(scope="session")
+def wav2vec2_base_file(comfy, tmp_path_factory) -> Path:
+    """A full-size wav2vec 2.0 base checkpoint with random fp16 weights (untrained), once per session.
+
+    Keys are ComfyUI's ``Wav2Vec2Model`` parameters with the ``wav2vec2.`` prefix of
+    ``wav2vec2-chinese-base_fp16.safetensors``; ComfyUI's loader picks its base config from
+    ``encoder.layer_norm.bias`` having 768 entries, so the file must be full size (190 MB).
+    """
+    from safetensors.torch import save_file
+
     path = tmp_path_factory.mktemp("audio_encoders") / "wav2vec2-base-random_fp16.safetensors"
-    save_file(state, str(path), metadata={"bm_smoke": "untrained", "layout": "wav2vec2 base, ComfyUI names"})
+    save_file(wav2vec2_base_state(0), str(path), metadata={"bm_smoke": "untrained", "layout": "wav2vec2 base, ComfyUI names"})
     return path
