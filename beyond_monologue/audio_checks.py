@@ -91,3 +91,10 @@ def mono_at(waveform: torch.Tensor, sample_rate: int, target_rate: int) -> torch
     """Average the channels of ``[C, T]`` (or take ``[T]``) and resample to ``target_rate``: float32 ``[T']``."""
     mono = waveform if waveform.ndim == 1 else to_mono(waveform)
     return resample(mono.float(), sample_rate, target_rate)
+
+
+def fit_length(wav: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Zero-pad (silence at the end) or trim ``[T]`` audio to ``num_samples``."""
+    if wav.shape[-1] >= num_samples:
+        return wav[..., :num_samples]
+    return torch.nn.functional.pad(wav, (0, num_samples - wav.shape[-1]))

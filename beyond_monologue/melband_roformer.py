@@ -22,8 +22,10 @@ from pathlib import Path
 
 import torch
 
+from .audio_checks import fit_length, resample
 from .errors import BMInputError
 from .optional_deps import import_optional
+from .separation import overlap_add
 
 SAMPLE_RATE = 44100
 STFT_HOP = 441
@@ -187,10 +189,6 @@ def separate_speech(model: torch.nn.Module, waveform: torch.Tensor, sample_rate:
         ``(speech, background)``, each float32 ``[C, T]`` at ``sample_rate``; ``speech + background``
         equals the input exactly (background is the residual, as in the reference inference).
     """
-    from .audio_checks import resample
-    from .separation import overlap_add
-    from .speech_features import fit_length
-
     channels, length = waveform.shape
     stereo = model.audio_channels == 2
     net_input = waveform.repeat(2, 1) if stereo and channels == 1 else waveform

@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .audio_checks import mono_at
+from .audio_checks import fit_length, mono_at
 from .duplex_audio import FEATURE_ORDERS, DuplexAudio
 from .errors import BMInputError
 from .timebase import VAE_TIME_STRIDE, is_valid_frame_count
@@ -52,13 +52,6 @@ def frames_for_duration(duration_s: float, fps: float) -> int:
 def samples_for_frames(num_frames: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
     """Audio samples spanned by ``num_frames`` video frames: ``round(F / fps * sample_rate)``."""
     return round(num_frames / fps * sample_rate)
-
-
-def fit_length(wav: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Zero-pad (silence at the end) or trim ``[T]`` audio to ``num_samples``."""
-    if wav.shape[-1] >= num_samples:
-        return wav[..., :num_samples]
-    return F.pad(wav, (0, num_samples - wav.shape[-1]))
 
 
 def loudness_lufs(wav16k: torch.Tensor) -> float:
@@ -152,7 +145,7 @@ def prepare_streams(talk16k: torch.Tensor, listen16k: torch.Tensor, fps: float,
     samples = samples_for_frames(num_frames, fps)
     streams = [loudness_normalise(fit_length(wav, samples)) for wav in (talk16k, listen16k)]
     if all(float(wav.abs().max()) < 1e-4 for wav in streams):
-        raise BMInputError("talk", "and listen are both silent over the clip.",
+        raise BMInputError("talk, listen", "both streams are silent over the clip.",
                            "connect the avatar's speech to 'talk' and the other person's to 'listen' "
                            "(e.g. the outputs of BM Split Conversation).")
     return streams[0], streams[1], num_frames

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from beyond_monologue.audio_checks import fit_length
 from beyond_monologue.errors import BMInputError
 from beyond_monologue.speech_features import (
     encode_duplex,
-    fit_length,
     frames_for_duration,
     loudness_lufs,
     loudness_normalise,
@@ -84,7 +84,7 @@ def test_prepare_streams_pads_the_shorter_stream_with_silence(librivox):
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"num_frames": 80}, "4n\\+1"),
-    ({"silent": True}, "both silent"),
+    ({"silent": True}, "both streams are silent"),
     ({"short": True}, "at least 0.20 s"),
 ])
 def test_prepare_streams_rejects(kwargs, fragment, librivox):
