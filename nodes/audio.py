@@ -33,7 +33,8 @@ class BMSplitConversation(io.ComfyNode):
                 io.Combo.Input("mode", options=list(SPLIT_MODES), default="stereo",
                                tooltip="stereo: left channel = speaker_1, right = speaker_2. "
                                        "diarize: find the two voices in a mono mix (Silero VAD + Resemblyzer "
-                                       "speaker embeddings); run BM Separate Speech first if music is under it. "
+                                       "speaker embeddings; each moment goes to one voice, so overlaps go to the "
+                                       "closer one); run BM Separate Speech first if music is under it. "
                                        "turns: mask the mono mix with the turns written below."),
                 io.Combo.Input("avatar_speaker", options=list(SPEAKER_CHOICES), default="speaker_1",
                                tooltip="Which speaker the avatar is. stereo: speaker_1 = left channel. "
