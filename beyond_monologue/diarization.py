@@ -93,11 +93,12 @@ def load_voice_encoder():
     return resemblyzer.VoiceEncoder("cpu", verbose=False)
 
 
-def window_embeddings(wav16k: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int]:
+def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Speaker embeddings of overlapping windows.
 
     Args:
         wav16k: float32 ``[T]`` at 16 kHz.
+        on_progress: called as ``on_progress(done, total)`` after each batch of windows.
 
     Returns:
         ``(embeddings [W, 256] float32 unit vectors, starts [W] in 10 ms frames, window length in frames)``.
@@ -117,6 +118,8 @@ def window_embeddings(wav16k: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int
         for i in range(0, len(starts), _BATCH):
             batch = np.stack([mel[s:s + window] for s in starts[i:i + _BATCH]])
             out.append(encoder(torch.from_numpy(batch)).numpy())
+            if on_progress:
+                on_progress(min(i + _BATCH, len(starts)), len(starts))
     return np.concatenate(out), starts, window
 
 
@@ -126,12 +129,13 @@ def _one_voice(found: str) -> BMInputError:
                         "if two people do speak, use mode 'turns' with their turns (or a stereo file).")
 
 
-def diarize(waveform: torch.Tensor, sample_rate: int) -> Diarization:
+def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diarization:
     """Find the turns of the two speakers of a conversation.
 
     Args:
         waveform: float32 ``[C, T]`` or ``[T]`` (channels are averaged), any sample rate.
         sample_rate: Hz.
+        on_progress: ``on_progress(done, total)`` while embedding (the slow part): progress, interruption.
 
     Returns:
         :class:`Diarization` with the turns of ``speaker_1`` and ``speaker_2`` (seconds).
@@ -148,7 +152,7 @@ def diarize(waveform: torch.Tensor, sample_rate: int) -> Diarization:
     if not regions:
         raise BMInputError("conversation", "contains no speech (voice activity detection found none).",
                            "check that the file holds the conversation and is not silent or muted.")
-    embeddings, starts, window = window_embeddings(wav16k)
+    embeddings, starts, window = window_embeddings(wav16k, on_progress)
     num_frames = int(starts[-1]) + window
     speech = turns_to_mask(regions, num_frames, FRAME_RATE_HZ).numpy()
     coverage = np.cumsum(np.concatenate([[0], speech]))

@@ -154,7 +154,7 @@ def prepare_streams(talk16k: torch.Tensor, listen16k: torch.Tensor, fps: float,
 def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, listen: torch.Tensor, listen_rate: int,
                   fps: float = 25.0, num_frames: int = 0, order: str = "conv_features",
                   device: torch.device | str = "cpu", encoder_name: str = "wav2vec2",
-                  on_step=None) -> DuplexAudio:
+                  on_progress=None) -> DuplexAudio:
     """Encode the talk and listen streams of one avatar into a :class:`DuplexAudio`.
 
     Args:
@@ -165,7 +165,8 @@ def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, li
         num_frames: ``4n + 1`` frames, or 0 to cover the longer stream (see :func:`prepare_streams`).
         order: ``"conv_features"`` (what the adapter expects) or ``"hidden_states"``.
         encoder_name: stored in ``DuplexAudio.encoder``.
-        on_step: called with no argument after each of the 4 steps (progress and interruption).
+        on_progress: called as ``on_progress(done, 4)`` after each of the 4 steps (VAD and encoder,
+            per stream): progress and interruption.
 
     Returns:
         ``DuplexAudio`` with talk/listen ``[F, L, D]`` float32, activities ``[F]`` (Silero VAD
@@ -173,14 +174,14 @@ def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, li
     """
     talk16k, listen16k, frames = prepare_streams(mono_at(talk, talk_rate, SAMPLE_RATE),
                                                  mono_at(listen, listen_rate, SAMPLE_RATE), fps, num_frames)
+    steps = [lambda wav: frame_activity(wav, SAMPLE_RATE, frames, fps),
+             lambda wav: wav2vec2_frame_features(model, wav, frames, order, device)]
     results = []
     for wav in (talk16k, listen16k):
-        results.append(frame_activity(wav, SAMPLE_RATE, frames, fps))
-        if on_step:
-            on_step()
-        results.append(wav2vec2_frame_features(model, wav, frames, order, device))
-        if on_step:
-            on_step()
+        for step in steps:
+            results.append(step(wav))
+            if on_progress:
+                on_progress(len(results), 4)
     talk_activity, talk_features, listen_activity, listen_features = results
     return DuplexAudio(talk=talk_features, listen=listen_features, talk_activity=talk_activity,
                        listen_activity=listen_activity, fps=float(fps), feature_order=order, encoder=encoder_name)

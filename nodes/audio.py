@@ -8,8 +8,10 @@ from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.conversation import SPEAKER_CHOICES, speaker_index, split_by_turns, split_stereo
 from ..beyond_monologue.diarization import diarize
 from ..beyond_monologue.turns import parse_turns_text, turns_to_json
+from .progress import progress_reporter
 
 SPLIT_MODES = ("stereo", "diarize", "turns")
+
 
 
 class BMSplitConversation(io.ComfyNode):
@@ -58,7 +60,7 @@ class BMSplitConversation(io.ComfyNode):
         if mode == "stereo":
             talk, listen, found = split_stereo(waveform, sample_rate, avatar)
         elif mode == "diarize":
-            found_turns = diarize(waveform, sample_rate).turns
+            found_turns = diarize(waveform, sample_rate, progress_reporter()).turns
             talk, listen, found = split_by_turns(waveform, sample_rate, found_turns, avatar, "conversation")
         else:
             found_turns = parse_turns_text(turns, "turns")

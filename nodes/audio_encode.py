@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.utils
 from comfy.audio_encoders.wav2vec2 import Wav2Vec2Model
 from comfy_api.latest import io
 
@@ -12,6 +11,7 @@ from ..beyond_monologue.duplex_audio import FEATURE_ORDERS
 from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.speech_features import encode_duplex
 from ..beyond_monologue.timebase import is_valid_frame_count
+from .progress import progress_reporter
 from .types import DuplexAudioType
 
 
@@ -74,16 +74,10 @@ class BMDualStreamEncode(io.ComfyNode):
             raise BMInputError("audio_encoder", f"is {type(model).__name__}, not wav2vec2.",
                                "load wav2vec2-chinese-base_fp16.safetensors (or wav2vec2-base-960h) with Load Audio Encoder.")
         comfy.model_management.load_model_gpu(audio_encoder.patcher)
-        progress = comfy.utils.ProgressBar(4)
-
-        def on_step() -> None:
-            progress.update(1)
-            comfy.model_management.throw_exception_if_processing_interrupted()
-
         layers, dim = len(model.encoder.layers), model.encoder.layer_norm.weight.shape[0]
         duplex = encode_duplex(model, talk_wave, talk_rate, listen_wave, listen_rate, fps=fps, num_frames=length,
                                order=feature_order, device=audio_encoder.load_device,
-                               encoder_name=f"wav2vec2 {layers}x{dim}", on_step=on_step)
+                               encoder_name=f"wav2vec2 {layers}x{dim}", on_progress=progress_reporter())
         return io.NodeOutput(duplex)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import comfy.model_management
 import comfy.model_patcher
-import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
@@ -16,6 +15,7 @@ from ..beyond_monologue.melband_roformer import (
     model_from_state_dict,
     separate_speech,
 )
+from .progress import progress_reporter
 
 MODEL_FOLDER = "diffusion_models"  # kijai's ComfyUI-MelBandRoFormer convention
 
@@ -75,14 +75,8 @@ class BMSeparateSpeech(io.ComfyNode):
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                    offload_device=comfy.model_management.unet_offload_device())
         comfy.model_management.load_models_gpu([patcher])
-        progress = comfy.utils.ProgressBar(1)
-
-        def on_chunk(done: int, total: int) -> None:
-            progress.update_absolute(done, total)
-            comfy.model_management.throw_exception_if_processing_interrupted()
-
         speech, background = separate_speech(model, waveform, sample_rate, chunk_seconds, overlaps,
-                                             device=patcher.load_device, on_chunk=on_chunk)
+                                             device=patcher.load_device, on_chunk=progress_reporter())
         return io.NodeOutput(make_audio(speech, sample_rate), make_audio(background, sample_rate))
 
 

@@ -144,7 +144,10 @@ def test_latent_windows_cover_the_right_seconds(librivox):
     """End to end: latent k's audio window holds the features of frames 4k-5 .. 4k+2 (times in seconds)."""
     talk = torch.from_numpy(librivox[2])  # 5.3 s of real speech
     listen = torch.zeros(3 * SR)  # shorter and silent: padded, inactive
-    duplex = encode_duplex(ClockModel(), talk, SR, listen, 22050, fps=25.0)
+    calls = []
+    duplex = encode_duplex(ClockModel(), talk, SR, listen, 22050, fps=25.0,
+                           on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert duplex.num_frames == 133 and duplex.num_latents == 34 and duplex.feature_order == "conv_features"
     assert duplex.talk.shape == duplex.listen.shape == (133, 2, 1)
     assert float(duplex.listen_activity.max()) < 0.1 and float(duplex.talk_activity.max()) > 0.9
