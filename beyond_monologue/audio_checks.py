@@ -72,3 +72,29 @@ def to_mono(waveform: torch.Tensor) -> torch.Tensor:
 def duration_s(waveform: torch.Tensor, sample_rate: int) -> float:
     """Length in seconds of a ``[..., T]`` waveform."""
     return waveform.shape[-1] / float(sample_rate)
+
+
+def resample(waveform: torch.Tensor, sample_rate: int, target_rate: int) -> torch.Tensor:
+    """Resample ``[..., T]`` float audio from ``sample_rate`` to ``target_rate`` Hz.
+
+    Uses ``torchaudio.functional.resample`` (windowed-sinc, the resampler ComfyUI's audio encoders
+    use); returns the input itself when the rates are equal.
+    """
+    if sample_rate == target_rate:
+        return waveform
+    import torchaudio
+
+    return torchaudio.functional.resample(waveform, int(sample_rate), int(target_rate))
+
+
+def mono_at(waveform: torch.Tensor, sample_rate: int, target_rate: int) -> torch.Tensor:
+    """Average the channels of ``[C, T]`` (or take ``[T]``) and resample to ``target_rate``: float32 ``[T']``."""
+    mono = waveform if waveform.ndim == 1 else to_mono(waveform)
+    return resample(mono.float(), sample_rate, target_rate)
+
+
+def fit_length(wav: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Zero-pad (silence at the end) or trim ``[T]`` audio to ``num_samples``."""
+    if wav.shape[-1] >= num_samples:
+        return wav[..., :num_samples]
+    return torch.nn.functional.pad(wav, (0, num_samples - wav.shape[-1]))

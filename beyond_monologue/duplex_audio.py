@@ -74,6 +74,13 @@ class DuplexAudio:
         """Seconds covered: ``num_frames / fps``."""
         return self.num_frames / self.fps
 
+    def __str__(self) -> str:
+        """One-line summary (what ComfyUI's Preview Any shows for a ``BM_DUPLEX_AUDIO`` socket)."""
+        frames, layers, dim = self.talk.shape
+        return (f"DuplexAudio: {frames} frames ({self.num_latents} latent frames, {self.duration_s:.2f} s at "
+                f"{self.fps:g} fps), {layers} layers x {dim}, order {self.feature_order}, encoder {self.encoder or '?'}, "
+                f"talk active {float(self.talk_activity.mean()):.0%}, listen active {float(self.listen_activity.mean()):.0%}")
+
     def stream(self, name: str) -> torch.Tensor:
         """``talk`` or ``listen`` features ``[F, L, D]``."""
         if name not in STREAMS:

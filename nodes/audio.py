@@ -6,10 +6,12 @@ from comfy_api.latest import io
 
 from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.conversation import SPEAKER_CHOICES, speaker_index, split_by_turns, split_stereo
+from ..beyond_monologue.diarization import diarize
 from ..beyond_monologue.turns import parse_turns_text, turns_to_json
+from .progress import progress_reporter
 from .ui_payloads import conversation_timeline_ui
 
-SPLIT_MODES = ("stereo", "turns")
+SPLIT_MODES = ("stereo", "diarize", "turns")
 
 
 class BMSplitConversation(io.ComfyNode):
@@ -24,16 +26,21 @@ class BMSplitConversation(io.ComfyNode):
             description=(
                 "Splits one conversation recording into the avatar's own speech (talk) and the other "
                 "person's speech (listen). Both outputs keep the input's length and sample rate; outside a "
-                "speaker's turns its stream is silence and overlapping speech stays in both."),
+                "speaker's turns its stream is silence and overlapping speech stays in both. Modes: stereo "
+                "(one speaker per channel), diarize (mono mix, two voices found automatically), turns (your "
+                "turns or an RTTM file)."),
             inputs=[
                 io.Audio.Input("conversation", tooltip="The whole conversation: one stereo file with one speaker per "
-                               "channel, or a mono recording with the 'turns' of both speakers."),
+                               "channel, or a mono recording of both speakers (any sample rate)."),
                 io.Combo.Input("mode", options=list(SPLIT_MODES), default="stereo",
                                tooltip="stereo: left channel = speaker_1, right = speaker_2. "
+                                       "diarize: find the two voices in a mono mix (Silero VAD + Resemblyzer "
+                                       "speaker embeddings; each moment goes to one voice, so overlaps go to the "
+                                       "closer one); run BM Separate Speech first if music is under it. "
                                        "turns: mask the mono mix with the turns written below."),
                 io.Combo.Input("avatar_speaker", options=list(SPEAKER_CHOICES), default="speaker_1",
                                tooltip="Which speaker the avatar is. stereo: speaker_1 = left channel. "
-                                       "turns: speakers are numbered by their first turn in time."),
+                                       "diarize and turns: speakers are numbered by their first turn in time."),
                 io.String.Input("turns", multiline=True, default="",
                                 tooltip="Only for mode 'turns': one turn per line, 'start_s end_s speaker' "
                                         "(e.g. '6.7 10.2 alice'), or an RTTM file's lines."),
@@ -52,6 +59,9 @@ class BMSplitConversation(io.ComfyNode):
         avatar = speaker_index(avatar_speaker)
         if mode == "stereo":
             talk, listen, found = split_stereo(waveform, sample_rate, avatar)
+        elif mode == "diarize":
+            found_turns = diarize(waveform, sample_rate, progress_reporter()).turns
+            talk, listen, found = split_by_turns(waveform, sample_rate, found_turns, avatar, "conversation")
         else:
             found_turns = parse_turns_text(turns, "turns")
             talk, listen, found = split_by_turns(waveform, sample_rate, found_turns, avatar)

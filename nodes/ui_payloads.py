@@ -6,10 +6,12 @@ format is documented in ``beyond_monologue/activity_timeline.py`` and docs/DEVEL
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import ui
 
-from ..beyond_monologue.activity_timeline import TIMELINE_UI_KEY, conversation_timeline
-from ..beyond_monologue.turns import Turns
+from ..beyond_monologue.activity_timeline import TIMELINE_UI_KEY, conversation_timeline, timeline_payload
+from ..beyond_monologue.duplex_audio import DuplexAudio
+from ..beyond_monologue.turns import Turns, mask_to_turns
 
 
 def conversation_timeline_ui(cls, turns: Turns, avatar: int, conversation: dict) -> dict:
@@ -24,6 +26,38 @@ def conversation_timeline_ui(cls, turns: Turns, avatar: int, conversation: dict)
         avatar: index of the avatar's speaker.
         conversation: the AUDIO dict ``{"waveform": [1, C, T], "sample_rate"}`` that was split.
     """
-    preview = ui.PreviewAudio(conversation, cls=cls)
     duration_s = conversation["waveform"].shape[-1] / float(conversation["sample_rate"])
-    return {TIMELINE_UI_KEY: [conversation_timeline(turns, avatar, duration_s, dict(preview.values[0]))]}
+    return {TIMELINE_UI_KEY: [conversation_timeline(turns, avatar, duration_s, preview_file(conversation, cls))]}
+
+
+def preview_file(audio: dict, cls) -> dict:
+    """Save ``audio`` as a temp FLAC the way Preview Audio does; returns ``{"filename", "subfolder", "type"}``.
+
+    The prompt goes into the file's metadata when the node runs inside ComfyUI's executor (``cls.hidden``
+    is set there; a node class called directly, as in tests, has none).
+    """
+    preview = ui.PreviewAudio(audio, cls=cls if getattr(cls, "hidden", None) is not None else None)
+    return dict(preview.values[0])
+
+
+def duplex_timeline_ui(cls, duplex: DuplexAudio, talk: dict, listen: dict) -> dict:
+    """``{"bm_timeline": [payload]}`` for BMDualStreamEncode: lanes from the per-frame voice activity.
+
+    A frame counts as active when its activity is at least 0.5. The playback file is talk + listen
+    mixed (when both have one sample rate; otherwise the timeline has no playback).
+
+    Args:
+        cls: the node class.
+        duplex: the encoded streams (activity ``[F]`` per stream at ``duplex.fps``).
+        talk, listen: the AUDIO dicts that were encoded (``{"waveform": [1, C, T], "sample_rate"}``).
+    """
+    lanes = [(name, name, mask_to_turns(getattr(duplex, f"{name}_activity") >= 0.5, duplex.fps))
+             for name in ("talk", "listen")]
+    audio = None
+    if talk["sample_rate"] == listen["sample_rate"]:
+        a, b = talk["waveform"].mean(dim=1), listen["waveform"].mean(dim=1)
+        mix = torch.zeros(1, max(a.shape[-1], b.shape[-1]))
+        mix[:, : a.shape[-1]] += a[:1]
+        mix[:, : b.shape[-1]] += b[:1]
+        audio = preview_file({"waveform": mix.clamp(-1, 1).unsqueeze(0), "sample_rate": talk["sample_rate"]}, cls)
+    return {TIMELINE_UI_KEY: [timeline_payload(lanes, duplex.duration_s, audio)]}

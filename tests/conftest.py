@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / ".cache" / "assets"
 SMOKE_DIR = ROOT / ".cache" / "smoke-weights"  # generated once, reused across sessions (see smoke_models)
 TIERS = ("unit", "comfy", "server", "browser")
-pytest_plugins = ["comfy_inprocess"]
+pytest_plugins = ["comfy_inprocess", "audio_fixtures"]
 
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))

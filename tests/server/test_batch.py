@@ -13,13 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from collections import Counter
 
 import av
 import numpy as np
 import pytest
 import torch
+from audio_fixtures import write_wav
 
 from beyond_monologue.batch.__main__ import main as batch_main
 from beyond_monologue.batch.jobs import Job, Target, parse_mapping, read_jobs
@@ -42,16 +42,6 @@ WORKFLOW = {
 }
 MAPPING = ["conversation=1.audio", "mode=2.mode", "avatar=2.avatar_speaker", "turns=2.turns"]
 SHIFT_S = 1.5
-
-
-def write_wav(path, samples: np.ndarray, sample_rate: int) -> None:
-    """Float samples [T, C] in -1..1 -> 16-bit PCM WAV."""
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(pcm.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
 
 
 def read_audio(path) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 import io
 import json
-import wave
 
 import numpy as np
 import pytest
+from audio_fixtures import read_wav, write_wav
 
 PACK_MODULE = "custom_nodes.comfyui-beyond-monologue"
 
@@ -30,29 +30,12 @@ def test_every_node_listed_with_category_description_and_tooltips(client, pack_n
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip in /object_info"
 
 
-def write_wav(path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write float samples [T, C] in -1..1 as 16-bit PCM WAV."""
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(pcm.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-
-
-def read_wav(path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as src:
-        data = np.frombuffer(src.readframes(src.getnframes()), dtype="<i2").astype(np.float32) / 32767
-        return data.reshape(-1, src.getnchannels()), src.getframerate()
-
-
 @pytest.fixture(scope="module")
 def stereo_conversation(assets, tmp_path_factory):
     """The real two-speaker sample.wav made stereo with its ground-truth turns: left = speaker90, right = speaker91."""
     from beyond_monologue.turns import parse_turns_text, turns_to_mask
 
-    mono, sr = read_wav(assets / "sample.wav")
-    mono = mono[:, 0]
+    mono, sr = read_wav(assets / "sample.wav")  # mono: [T]
     turns = parse_turns_text((assets / "sample.rttm").read_text())
     masks = [turns_to_mask(turns[s], len(mono), sr).numpy() for s in ("speaker90", "speaker91")]
     stereo = np.stack([mono * masks[0], mono * masks[1]], axis=1)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from ... import adapter_checkpoint
+from ... import adapter_checkpoint, melband_roformer
 from . import umt5, wan_dit, wan_vae, wav2vec2
 
 Builder = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, str]]]
@@ -40,4 +40,5 @@ BUILDERS: dict[str, Builder] = {
     "wav2vec2_base": wav2vec2.wav2vec2_base,
     "beyond_monologue_adapter": _adapter(adapter_checkpoint.LAYOUT_BM),
     "infinitetalk_adapter": _adapter(adapter_checkpoint.LAYOUT_INFINITETALK),
+    "melband_roformer": melband_roformer.smoke_state_dict,
 }

@@ -1,0 +1,33 @@
+"""Install step run by ComfyUI-Manager (and scripts/setup_env.sh) after requirements.txt.
+
+Resemblyzer (speaker embeddings for BM Split Conversation's diarize mode) is installed with
+``--no-deps``: its metadata asks for the ``webrtcvad`` sdist (needs a C compiler) and the
+``typing`` backport (breaks Python 3). requirements.txt lists what it really imports
+(``webrtcvad-wheels``, ``librosa``, ``scipy``, ``numpy``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+
+NO_DEPS = {"resemblyzer": "0.1.4"}
+
+
+def main() -> int:
+    for package, version in NO_DEPS.items():
+        try:
+            if metadata.version(package) == version:
+                continue
+        except metadata.PackageNotFoundError:
+            pass
+        print(f"[beyond-monologue] installing {package}=={version} (--no-deps)", flush=True)
+        code = subprocess.call([sys.executable, "-m", "pip", "install", "--no-deps", f"{package}=={version}"])
+        if code != 0:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
