@@ -9,9 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import adapter, audio, video
+from . import adapter, audio, sampling, video
 
-STAGE_MODULES = (audio, adapter, video)
+STAGE_MODULES = (audio, adapter, sampling, video)
 
 
 class BeyondMonologueExtension(ComfyExtension):

@@ -1,0 +1,8 @@
+"""Socket types of the pack shared by several stage modules (define each once, import it everywhere)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+#: ``BM_DUPLEX_AUDIO``: a :class:`beyond_monologue.duplex_audio.DuplexAudio` (talk + listen features).
+DuplexAudioType = io.Custom("BM_DUPLEX_AUDIO")
