@@ -81,13 +81,11 @@ class WanBackbone:
         in_channels: DiT input channels (Wan2.2-TI2V-5B: 48; Wan2.1-I2V: 36 = 16 latent + 4 mask + 16 image).
         latent_channels: channels of the MODEL's latent format (48 / 16).
         patch_size: DiT patch ``(t, h, w)`` (Wan: ``(1, 2, 2)``).
-        clip_vision: the DiT has the CLIP image embedding of the I2V models (``img_emb``).
     """
 
     in_channels: int
     latent_channels: int
     patch_size: tuple[int, int, int]
-    clip_vision: bool
 
     @property
     def image_concat_channels(self) -> int:
@@ -103,7 +101,7 @@ def backbone(model) -> WanBackbone:
     """
     dm = _diffusion_model(model)
     return WanBackbone(int(dm.patch_embedding.weight.shape[1]), int(model.get_model_object("latent_format").latent_channels),
-                       tuple(int(p) for p in dm.patch_size), dm.img_emb is not None)
+                       tuple(int(p) for p in dm.patch_size))
 
 
 def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | None = None, label: str = "adapter"):

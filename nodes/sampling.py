@@ -139,7 +139,11 @@ class BMSampler(io.ComfyNode):
                 guide_offset, clip_vision_output=None, talk_sigma="", talk_alpha="", listen_sigma="",
                 listen_alpha="") -> io.NodeOutput:
         info = backbone(model)
-        _, adapter_settings = require_adapter(model)
+        adapter_patcher, adapter_settings = require_adapter(model)
+        trained_fps = adapter_patcher.model.config.fps
+        if abs(duplex_audio.fps - trained_fps) > 1e-3:
+            logging.warning("BMSampler: the audio was aligned to %g fps but the adapter was trained at %g fps; "
+                            "lip timing may drift. Encode the audio at %g fps.", duplex_audio.fps, trained_fps, trained_fps)
         _check_vae(vae, info, width, height)
         position = resolve_guide_position(guide_position, info)
         if clip_vision_output is not None and info.image_concat_channels == 0:
@@ -176,7 +180,8 @@ def _kernel_overrides(kernels: dict, texts: dict) -> dict:
         if not (sigma_text or "").strip() and not (alpha_text or "").strip():
             continue
         if stream not in kernels:
-            raise BMInputError(f"{stream}_sigma", f"is set but the adapter has no {stream} branch.",
+            name = f"{stream}_sigma" if (sigma_text or "").strip() else f"{stream}_alpha"
+            raise BMInputError(name, f"is set but the adapter has no {stream} branch.",
                                "clear the field, or use an adapter with that branch.")
         heads = kernels[stream].num_heads
         sigma, alpha = (parse_per_head(text or "", heads, f"{stream}_{kind}")
