@@ -99,8 +99,12 @@ def build_models(bm, shape: dict, device: torch.device, dtype: torch.dtype):
 
 def run(device: torch.device, shape: dict, dtype: torch.dtype, repeats: int, steps: int) -> None:
     bm = load_comfy(device)
+    import comfy.model_management
     import comfy.sample
     import comfy.samplers
+
+    if device.type == "cuda" and device.index is None:
+        device = comfy.model_management.get_torch_device()  # ComfyUI's own device object (cuda:N)
 
     base, patched = build_models(bm, shape, device, dtype)
     latents = (shape["frames"] - 1) // 4 + 1

@@ -116,6 +116,9 @@ def encode_reference(vae, image: torch.Tensor, width: int, height: int, position
         model_backbone: the MODEL's backbone (I2V models get the concat latent and CLIP vision).
         window_latents: latents of a full window (length of the I2V concat latent).
         clip_vision_output: optional CLIP_VISION_OUTPUT (used by I2V models only).
+
+    Raises:
+        BMInputError: ``image`` is not an IMAGE.
     """
     pixels = fit_image(image, width, height)
     latent = vae.encode(pixels).float().cpu()
