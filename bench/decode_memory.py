@@ -4,11 +4,8 @@ Usage (from the repo root): ``.venv/bin/python bench/decode_memory.py [--lengths
 
 Every measurement runs in a fresh child process on the CPU with a small Wan2.1-layout VAE built
 by ComfyUI's loader from generated weights (``tests/tiny_wan_vae.py``; ``--dim`` sets its width).
-How memory is measured: Linux's peak resident set size of the child (``VmHWM`` in
-``/proc/self/status``), reset just before the decode by writing ``5`` to ``/proc/self/clear_refs``;
-the decode's peak is ``VmHWM`` after it minus ``VmRSS`` before it. glibc's mmap threshold is
-pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors go back to the system and the peak
-counts only what was alive at once. "working" is that peak minus the bytes of the returned IMAGE
+Memory is the decode's peak resident memory (``bench/peak_rss.py``: ``VmHWM`` after minus ``VmRSS``
+before, peak reset just before). "working" is that peak minus the bytes of the returned IMAGE
 (``frames x H x W x 3 x 4``), i.e. what the decode needs on top of its own output.
 
 Printed: per method and length, the peak and the working memory in MiB, and both as ratios to the
@@ -20,24 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
+
+from peak_rss import peak_mib, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bm_stream", "comfy_vae_decode")
 
 
-def _status_kib(key: str) -> int:
-    return int(re.search(key + r":\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
-
-
 def child(method: str, num_latents: int, size: int, dim: int) -> dict:
     """Build the VAE, decode one ``[1, 16, num_latents, size, size]`` latent with ``method``; return the numbers."""
-    import gc
-
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
     from beyond_monologue.comfy_launcher import find_comfyui
 
@@ -56,17 +46,13 @@ def child(method: str, num_latents: int, size: int, dim: int) -> dict:
     samples = torch.randn((1, 16, num_latents, size, size), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         video_decode.stream_decode(vae, samples[:, :, :2])  # warm-up: load the model, first-call allocations
-        gc.collect()
-        before = _status_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")
         if method == "bm_stream":
-            images = video_decode.stream_decode(vae, samples)
+            images, peak = peak_mib(lambda: video_decode.stream_decode(vae, samples))
         else:
-            images = vae.decode(samples)
-        peak = _status_kib("VmHWM")
-    output = images.numel() * images.element_size()
-    return {"method": method, "latents": num_latents, "frames": int(images.shape[-4]), "peak_mib": (peak - before) / 1024,
-            "output_mib": output / 2**20, "working_mib": (peak - before) / 1024 - output / 2**20}
+            images, peak = peak_mib(lambda: vae.decode(samples))
+    output = images.numel() * images.element_size() / 2**20
+    return {"method": method, "latents": num_latents, "frames": int(images.shape[-4]), "peak_mib": peak,
+            "output_mib": output, "working_mib": peak - output}
 
 
 def main() -> None:
@@ -79,17 +65,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.size, args.dim)))
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
     print(f"CPU decode, Wan2.1-layout VAE dim {args.dim}, frames {args.size * 8}x{args.size * 8} px; "
           "peak = VmHWM - VmRSS around the decode (MiB)")
     print(f"{'method':18} {'latents':>7} {'frames':>6} {'output':>8} {'peak':>8} {'working':>8} {'peak x':>7} {'work x':>7}")
     for method in METHODS:
         first = None
         for length in args.lengths:
-            command = [sys.executable, __file__, "--child", method, str(length), "--size", str(args.size),
-                       "--dim", str(args.dim)]
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = run_child(Path(__file__), ["--child", method, str(length), "--size", str(args.size),
+                                             "--dim", str(args.dim)])
             first = first or row
             print(f"{method:18} {row['latents']:7d} {row['frames']:6d} {row['output_mib']:8.1f} {row['peak_mib']:8.1f} "
                   f"{row['working_mib']:8.1f} {row['peak_mib'] / first['peak_mib']:7.2f} "

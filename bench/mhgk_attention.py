@@ -17,15 +17,15 @@ extra memory of ``auto`` for growing video lengths). Absolute times are only mea
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import paired_ms, sync
 
 from beyond_monologue.mhgk import MHGKKernel, kernel_times
 from beyond_monologue.mhgk_attention import backend_available, choose_backend, mhgk_attention
@@ -38,45 +38,15 @@ SHAPES = {
 }
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _ms(fn, device):
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def paired_ms(fn, baseline, device, repeats, warmup=2):
-    """Median ms of ``fn`` and the median of per-pair ratios to ``baseline``, timed alternately.
-
-    Alternating the two calls keeps the ratio honest on a shared, noisy machine.
-    """
-    for _ in range(warmup):
-        fn()
-        baseline()
-    times, ratios = [], []
-    for _ in range(repeats):
-        base = _ms(baseline, device)
-        ms = _ms(fn, device)
-        times.append(ms)
-        ratios.append(ms / base)
-    return statistics.median(times), statistics.median(ratios)
-
-
 def extra_memory_mib(fn, device):
     """Peak CUDA memory above what was allocated before the call (None off CUDA)."""
     if device.type != "cuda":
         return None
-    _sync(device)
+    sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     out = fn()
-    _sync(device)
+    sync(device)
     peak = torch.cuda.max_memory_allocated(device) - before
     del out
     return peak / 2**20

@@ -73,6 +73,37 @@ def _diffusion_model(model):
     return dm
 
 
+@dataclass(frozen=True)
+class WanBackbone:
+    """What the sampler needs to know about a Wan MODEL's DiT (read, never changed).
+
+    Attributes:
+        in_channels: DiT input channels (Wan2.2-TI2V-5B: 48; Wan2.1-I2V: 36 = 16 latent + 4 mask + 16 image).
+        latent_channels: channels of the MODEL's latent format (48 / 16).
+        patch_size: DiT patch ``(t, h, w)`` (Wan: ``(1, 2, 2)``).
+    """
+
+    in_channels: int
+    latent_channels: int
+    patch_size: tuple[int, int, int]
+
+    @property
+    def image_concat_channels(self) -> int:
+        """Channels the I2V models concatenate to the latent (mask + image latent; 0 for T2V/TI2V-5B)."""
+        return self.in_channels - self.latent_channels
+
+
+def backbone(model) -> WanBackbone:
+    """The :class:`WanBackbone` of a native Wan MODEL.
+
+    Raises:
+        BMInputError: not a plain Wan model.
+    """
+    dm = _diffusion_model(model)
+    return WanBackbone(int(dm.patch_embedding.weight.shape[1]), int(model.get_model_object("latent_format").latent_channels),
+                       tuple(int(p) for p in dm.patch_size))
+
+
 def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | None = None, label: str = "adapter"):
     """A clone of ``model`` (a ComfyUI ``ModelPatcher`` of a Wan model) with the adapter attached.
 
@@ -131,6 +162,18 @@ def attached_adapter(model):
     return model.get_additional_models_with_key(ADAPTER_KEY)[0], hook.settings
 
 
+def require_adapter(model):
+    """:func:`attached_adapter`, or a clear error when the MODEL has none.
+
+    Raises:
+        BMInputError: no adapter attached.
+    """
+    found = attached_adapter(model)
+    if found is None:
+        raise BMInputError("model", "has no duplex adapter attached.", "connect it through BM Apply Duplex Adapter first.")
+    return found
+
+
 def prepare_window(model, duplex: DuplexAudio, first_latent: int, num_latents: int, **options) -> DuplexCall:
     """Load the attached adapter and encode one sampling window's audio (once per window, not per step).
 
@@ -141,10 +184,7 @@ def prepare_window(model, duplex: DuplexAudio, first_latent: int, num_latents: i
     Raises:
         BMInputError: no adapter attached, or audio that does not fit the adapter.
     """
-    found = attached_adapter(model)
-    if found is None:
-        raise BMInputError("model", "has no duplex adapter attached.", "connect it through BM Apply Duplex Adapter first.")
-    patcher, _ = found
+    patcher, _ = require_adapter(model)
     comfy.model_management.load_models_gpu([patcher])
     base = model.model
     dtype = base.manual_cast_dtype or base.get_dtype()

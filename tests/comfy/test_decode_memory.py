@@ -1,20 +1,17 @@
 """The decode's working memory does not grow with the video's length (measured like bench/decode_memory.py)."""
 
-import json
-import os
-import subprocess
 import sys
 
 from beyond_monologue.comfy_launcher import PACK_ROOT
+
+sys.path.insert(0, str(PACK_ROOT / "bench"))
+from peak_rss import run_child  # bench/ is not a package
 
 BENCH = PACK_ROOT / "bench" / "decode_memory.py"
 
 
 def working_mib(num_latents: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(BENCH), "--child", "bm_stream", str(num_latents), "--size", "8",
-                           "--dim", "4"], env=env, capture_output=True, text=True, check=True, timeout=300)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(BENCH, ["--child", "bm_stream", str(num_latents), "--size", "8", "--dim", "4"], timeout_s=300)
 
 
 def test_four_times_more_latents_need_no_more_working_memory():

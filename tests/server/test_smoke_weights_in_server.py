@@ -19,18 +19,6 @@ LOADED = ("unet missing", "unet unexpected", "Missing VAE keys", "missing audio 
 
 
 @pytest.fixture(scope="module")
-def served(comfy_server, smoke_models):
-    """Link every smoke file into the server's models folders (ComfyUI re-lists a folder when it changes)."""
-    models = comfy_server.base_dir / "models"
-    for source in smoke_models.glob("*/*.safetensors"):
-        target = models / source.parent.name / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to(source)
-    return models
-
-
-@pytest.fixture(scope="module")
 def portrait(comfy_server, assets):
     """The real portrait, uploaded into the server's input folder."""
     return ComfyClient(comfy_server.url).upload_file(assets / "grace_hopper.jpg")

@@ -1,0 +1,49 @@
+"""ComfyUI guider for text + talking + listening guidance (the formula is in :mod:`beyond_monologue.guidance`).
+
+:class:`DuplexGuider` is a ``comfy.samplers.CFGGuider`` whose ``predict_noise`` evaluates the
+guidance anchors in one ``comfy.samplers.calc_cond_batch`` call (ComfyUI batches them as far as
+memory allows, applies hooks, area/mask conds, wrappers and ``model_function_wrapper`` as usual)
+and mixes them. Everything else (model loading, ``process_conds``, the sampler, noise, the
+denoise-mask/inpaint path) is ComfyUI's own. The cond index of anchor ``i`` is ``i``; the
+patched model learns which audio streams are null for which index from
+``DuplexCall.branches`` (:func:`beyond_monologue.guidance.anchor_branches`), which the sampler
+sets on the same MODEL clone.
+
+ComfyUI's two-cond CFG hooks (``sampler_cfg_function``, ``sampler_pre/post_cfg_function``, e.g.
+from CFG-rescale nodes) are defined for a cond/uncond pair and are not applied here.
+"""
+
+from __future__ import annotations
+
+import comfy.samplers
+
+from .guidance import NEGATIVE, POSITIVE, Anchor
+
+
+class DuplexGuider(comfy.samplers.CFGGuider):
+    """CFG guider over 1-4 anchors (each a CONDITIONING + audio branch modes, with a weight).
+
+    Args:
+        model_patcher: the adapter-patched MODEL, with the window's ``bm_duplex`` call set whose
+            ``branches`` match ``anchors``.
+        anchors: from :func:`beyond_monologue.guidance.guidance_anchors`.
+    """
+
+    def __init__(self, model_patcher, anchors: tuple[Anchor, ...]):
+        super().__init__(model_patcher)
+        if not anchors:
+            raise ValueError("DuplexGuider needs at least one anchor")
+        self.anchors = tuple(anchors)
+
+    def set_conds(self, positive, negative):
+        """``positive`` (the prompt) and ``negative`` (the null-text anchors), ComfyUI CONDITIONING lists."""
+        self.inner_set_conds({POSITIVE: positive, NEGATIVE: negative})
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 -- ComfyUI's signature
+        """The guided denoised prediction ``sum_i w_i D(x | anchor_i)`` (same shape and dtype as ComfyUI's CFG)."""
+        conds = [self.conds[anchor.text] for anchor in self.anchors]
+        outs = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
+        mixed = outs[0] * self.anchors[0].weight
+        for anchor, out in zip(self.anchors[1:], outs[1:], strict=True):
+            mixed = mixed + out * anchor.weight
+        return mixed

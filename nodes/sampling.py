@@ -1,0 +1,206 @@
+"""Node of the sampling stage (category ``BeyondMonologue/sampling``): long-form talking-listening video latents."""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io
+from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+from ..beyond_monologue.errors import BMInputError
+from ..beyond_monologue.guidance import GuidanceScales
+from ..beyond_monologue.long_video import SamplingSettings, sample_long_video
+from ..beyond_monologue.mhgk import parse_per_head
+from ..beyond_monologue.reference import GUIDE_POSITIONS, encode_reference, resolve_guide_position
+from ..beyond_monologue.timebase import is_valid_frame_count, latent_count
+from ..beyond_monologue.wan_patch import backbone, require_adapter
+from .types import DuplexAudioType
+
+MAX_SIZE = 16384  # ComfyUI's nodes.MAX_RESOLUTION
+SIZE_STEP = 16  # the smallest multiple any Wan backbone needs (Wan2.1 VAE 8 x patch 2); Wan2.2-5B needs 32
+MAX_MOTION_LATENTS = 16
+KERNEL_INPUTS = ("talk_sigma", "talk_alpha", "listen_sigma", "listen_alpha")
+
+
+def _scale_input(name: str, default: float, what: str) -> io.Float.Input:
+    return io.Float.Input(name, default=default, min=0.0, max=30.0, step=0.1, round=0.01,
+                          tooltip=f"Guidance scale of {what}. 1 = no guidance on this path; with cfg_text, cfg_talk "
+                                  "and cfg_listen all 1 each step needs one model evaluation (distilled LoRAs).")
+
+
+class BMSampler(io.ComfyNode):
+    """MODEL (adapter attached) + text + BM_DUPLEX_AUDIO + VAE + reference IMAGE -> LATENT video of the audio's length."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        per_head = "One value for all heads or one per head, comma separated ('inf' allowed). Empty = the adapter node's."
+        return io.Schema(
+            node_id="BMSampler",
+            display_name="BM Sampler",
+            category="BeyondMonologue/sampling",
+            description=(
+                "Renders the whole conversation as one video latent, window after window with ComfyUI's own "
+                "samplers and schedulers: each window continues from the last latents of the previous one "
+                "(motion latents, no decode/encode round trip), the reference portrait holds identity and colour "
+                "in every window, and memory stays flat however long the audio is. Guidance mixes text, talking "
+                "and listening: u + cfg_listen (l - u) + cfg_talk (t - l) + cfg_text (c - t), where u has the "
+                "negative prompt and both audio streams null, l adds the listening audio, t adds the talking "
+                "audio and c uses the positive prompt. The video lasts exactly as long as the encoded audio; "
+                "decode it with BM Decode Video or VAE Decode."),
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan model with the adapter attached (BM Apply Duplex Adapter): "
+                               "Wan2.2-TI2V-5B for Beyond Monologue, Wan2.1-I2V-14B for InfiniteTalk."),
+                io.Conditioning.Input("positive", tooltip="The prompt (CLIP Text Encode with the umT5 text encoder)."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt; it is the 'null text' of the three "
+                                      "unconditional guidance evaluations. An empty prompt gives plain text CFG."),
+                DuplexAudioType.Input("duplex_audio", tooltip="Both encoded speech streams of this avatar (BM Dual "
+                                      "Stream Encode). Their length sets the video's length."),
+                io.Vae.Input("vae", tooltip="The native VAE of the model (wan2.2_vae for Wan2.2-TI2V-5B, wan_2.1_vae "
+                             "for Wan2.1); encodes the reference once."),
+                io.Image.Input("reference", tooltip="The avatar's portrait; scaled and centre-cropped to width x height."),
+                io.Int.Input("width", default=1280, min=32, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip="Video width in pixels: a multiple of 32 for Wan2.2-TI2V-5B (VAE 16 x patch 2), "
+                                     "of 16 for Wan2.1 (VAE 8 x patch 2). 1280x704 (5B) or 832x480 (Wan2.1-480p)."),
+                io.Int.Input("height", default=704, min=32, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip="Video height in pixels, same multiples as width."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed. The same seed and inputs give the same video; each window draws "
+                                     "its own noise from the seed and its index."),
+                io.Int.Input("steps", default=30, min=1, max=1000, tooltip="Sampling steps per window."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="uni_pc",
+                               tooltip="ComfyUI sampler (as in KSampler). uni_pc is Wan's own solver."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
+                               tooltip="ComfyUI scheduler (as in KSampler)."),
+                io.Float.Input("shift", default=5.0, min=0.0, max=100.0, step=0.01,
+                               tooltip="Flow shift (ModelSamplingSD3). Wan2.2-TI2V-5B uses 5; InfiniteTalk 7 at "
+                                       "480p, 11 at 720p; distilled LoRAs often 2. 0 = keep the MODEL's own."),
+                _scale_input("cfg_text", 5.0, "the text prompt (c - t)"),
+                _scale_input("cfg_talk", 4.0, "the talking stream, the avatar's own speech: lip sync (t - l)"),
+                _scale_input("cfg_listen", 3.0, "the listening stream, the other person's speech: reactions (l - u); "
+                             "no effect with a talk-only adapter (InfiniteTalk)"),
+                io.Int.Input("window_frames", default=81, min=5, max=1001, step=4,
+                             tooltip="Frames per sampling window (4n+1; 81 = 21 latents = 3.24 s at 25 fps, what "
+                                     "the models were trained on). The last window is shortened to the audio."),
+                io.Int.Input("motion_latents", default=3, min=1, max=MAX_MOTION_LATENTS,
+                             tooltip="Latent frames each window takes over from the previous one (3 latents = 12 "
+                                     "frames, like InfiniteTalk's 9 motion frames). More = smoother joins, "
+                                     "fewer new frames per window."),
+                io.Combo.Input("guide_position", options=list(GUIDE_POSITIONS), default="auto",
+                               tooltip="Where the reference goes. past_end: a clean guide frame just past each "
+                                       "window (the paper's best; Wan2.2-TI2V-5B). first_frame: the reference as "
+                                       "frame 0 (Wan2.1-I2V / InfiniteTalk, through its image input in every window). "
+                                       "auto: first_frame on I2V models, else past_end."),
+                io.Int.Input("guide_offset", default=1, min=0, max=16,
+                             tooltip="past_end only: guide RoPE index = window latents - 1 + offset. 1 = one latent "
+                                     "past the end (paper's best); 0 limits motion; large values weaken the guide."),
+                io.ClipVisionOutput.Input("clip_vision_output", optional=True,
+                                          tooltip="Wan2.1-I2V only: CLIP Vision Encode of the reference (as for "
+                                                  "WanImageToVideo). Ignored by Wan2.2-TI2V-5B."),
+                *(io.String.Input(name, default="", optional=True, placeholder="from the adapter node",
+                                  tooltip=f"MHGK {name.split('_')[1]} of the {name.split('_')[0].capitalize()}ing heads "
+                                          f"for this run ({'seconds' if name.endswith('sigma') else 'logits'}). "
+                                          + per_head)
+                  for name in KERNEL_INPUTS),
+            ],
+            outputs=[io.Latent.Output(display_name="LATENT", tooltip="The video latent [1, channels, latent frames, "
+                                      "height/stride, width/stride]; 4n+1 frames decode from n+1 latents.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width=None, height=None, window_frames=None, motion_latents=None, talk_sigma="",
+                        talk_alpha="", listen_sigma="", listen_alpha="") -> bool | str:
+        """Widget values (linked values arrive as None and are checked when the node runs)."""
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, int) and (value < 32 or value % SIZE_STEP):
+                return f"{name}: is {value}; use a multiple of {SIZE_STEP} from 32 (32 for Wan2.2-TI2V-5B)."
+        if isinstance(window_frames, int):
+            if window_frames < 5 or not is_valid_frame_count(window_frames):
+                return f"window_frames: is {window_frames}; use 4n+1 frames from 5 (e.g. 81)."
+            latents = latent_count(window_frames)
+            if isinstance(motion_latents, int) and not 1 <= motion_latents < latents:
+                return (f"motion_latents: is {motion_latents} but a window of {window_frames} frames has {latents} "
+                        f"latents; use 1 to {latents - 1}.")
+        texts = {"talk_sigma": talk_sigma, "talk_alpha": talk_alpha, "listen_sigma": listen_sigma, "listen_alpha": listen_alpha}
+        for name, text in texts.items():
+            if isinstance(text, str):
+                try:
+                    parse_per_head(text, max(len(text.replace(",", " ").split()), 1), name)
+                except BMInputError as err:
+                    return str(err)
+        return True
+
+    @classmethod
+    def execute(cls, model, positive, negative, duplex_audio, vae, reference, width, height, seed, steps, sampler_name,
+                scheduler, shift, cfg_text, cfg_talk, cfg_listen, window_frames, motion_latents, guide_position,
+                guide_offset, clip_vision_output=None, talk_sigma="", talk_alpha="", listen_sigma="",
+                listen_alpha="") -> io.NodeOutput:
+        info = backbone(model)
+        adapter_patcher, adapter_settings = require_adapter(model)
+        trained_fps = adapter_patcher.model.config.fps
+        if abs(duplex_audio.fps - trained_fps) > 1e-3:
+            logging.warning("BMSampler: the audio was aligned to %g fps but the adapter was trained at %g fps; "
+                            "lip timing may drift. Encode the audio at %g fps.", duplex_audio.fps, trained_fps, trained_fps)
+        _check_vae(vae, info, width, height)
+        position = resolve_guide_position(guide_position, info)
+        if clip_vision_output is not None and info.image_concat_channels == 0:
+            logging.info("BMSampler: clip_vision_output is ignored (only Wan2.1-I2V models use it).")
+        window_latents = latent_count(window_frames, "window_frames")
+        texts = {"talk": (talk_sigma, talk_alpha), "listen": (listen_sigma, listen_alpha)}
+        kernels = _kernel_overrides(adapter_settings.kernels, texts)
+        if shift > 0:
+            model = ModelSamplingSD3().patch(model, shift)[0]
+        ref = encode_reference(vae, reference, width, height, position, info, window_latents, clip_vision_output)
+        settings = SamplingSettings(steps, sampler_name, scheduler, seed, GuidanceScales(cfg_text, cfg_talk, cfg_listen),
+                                    window_latents, motion_latents, guide_offset, kernels)
+        samples = sample_long_video(model, positive, negative, duplex_audio, ref, settings, _step_callback(model))
+        return io.NodeOutput({"samples": samples})
+
+
+def _check_vae(vae, info, width: int, height: int) -> None:
+    latent_channels = getattr(vae, "latent_channels", None)
+    if latent_channels != info.latent_channels:
+        raise BMInputError("vae", f"makes {latent_channels}-channel latents but the model works on {info.latent_channels}.",
+                           "use wan2.2_vae with Wan2.2-TI2V-5B and wan_2.1_vae with Wan2.1 (Load VAE).")
+    multiple = vae.spacial_compression_encode() * info.patch_size[1]
+    for name, value in (("width", width), ("height", height)):
+        if value % multiple:
+            lower = max(multiple, value - value % multiple)
+            raise BMInputError(name, f"is {value} pixels; this VAE and model need a multiple of {multiple}.",
+                               f"use {lower} or {lower + multiple}.")
+
+
+def _kernel_overrides(kernels: dict, texts: dict) -> dict:
+    """Per-run MHGK kernels from the sigma/alpha widgets (only streams with an override)."""
+    out = {}
+    for stream, (sigma_text, alpha_text) in texts.items():
+        if not (sigma_text or "").strip() and not (alpha_text or "").strip():
+            continue
+        if stream not in kernels:
+            name = f"{stream}_sigma" if (sigma_text or "").strip() else f"{stream}_alpha"
+            raise BMInputError(name, f"is set but the adapter has no {stream} branch.",
+                               "clear the field, or use an adapter with that branch.")
+        heads = kernels[stream].num_heads
+        sigma, alpha = (parse_per_head(text or "", heads, f"{stream}_{kind}")
+                        for text, kind in ((sigma_text, "sigma"), (alpha_text, "alpha")))
+        out[stream] = kernels[stream].with_overrides(sigma, alpha)
+    return out
+
+
+def _step_callback(model):
+    """Progress over all steps of all windows with a latent preview; Cancel is checked at every step."""
+    bar = comfy.utils.ProgressBar(1)
+    previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+
+    def on_step(done: int, total: int, x0) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        preview = previewer.decode_latent_to_preview_image("JPEG", x0[:, :, -1:]) if previewer is not None else None
+        bar.update_absolute(done, total, preview)
+
+    return on_step
+
+
+NODES = [BMSampler]
