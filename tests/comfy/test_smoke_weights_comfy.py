@@ -168,6 +168,10 @@ def test_full_set_generation_is_cached_and_has_the_real_sizes(smoke_models, weig
     vae = smoke_models / "vae" / "wan2.2_vae.safetensors"
     # ComfyUI hard-codes the Wan2.2 VAE size: 704.7 M values in fp16, the size of the real file (1.31 GiB)
     assert vae.stat().st_size == pytest.approx(1.409e9, rel=0.001)
+    # CLIPLoader builds the fixed umT5-XXL: the smoke file matches the real 6,735,906,897-byte file up to
+    # the tokenizer it carries (a tiny SentencePiece model instead of umT5's 4.5 MB one)
+    text = smoke_models / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    assert text.stat().st_size == pytest.approx(6_735_906_897, rel=0.001)
     wav2vec2 = smoke_models / "audio_encoders" / "wav2vec2-chinese-base_fp16.safetensors"
     assert wav2vec2.stat().st_size == pytest.approx(188.8e6, rel=0.01)  # real file: about 190 MB
 
