@@ -97,8 +97,9 @@ function graphNodes() {
 
 /** A run failed: if a loader of ours could not find its file, show that node's notice. */
 function onExecutionError({ detail }) {
-  if (!MISSING_FILE_ERROR.test(detail?.exception_message ?? "")) return;
-  const id = String(detail.node_id ?? "").split(":").pop();
+  const id = String(detail?.node_id ?? "");
+  // "a:b" ids are nodes inside subgraphs: left alone rather than guessed
+  if (!MISSING_FILE_ERROR.test(detail?.exception_message ?? "") || !id || id.includes(":")) return;
   const node = app.graph?.getNodeById(Number(id)) ?? app.graph?.getNodeById(id);
   const inputs = node && loaderInputs(node);
   if (!inputs || !node.bmWeights) return;

@@ -73,6 +73,7 @@ def test_missing_adapter_links_its_download_until_the_file_is_listed(comfy_page,
     assert state["kinds"] == "missing"
     assert state["links"] == [{"href": multi.url, "target": "_blank", "rel": "noopener noreferrer"}]
     assert f"Missing: {multi.filename}" in state["text"] and "into models/model_patches/" in state["text"]
+    assert "Download it (about 4.77 GiB)" in state["text"]
     shown_height = state["nodeHeight"]
 
     # the file arrives; Refresh (R) re-reads the lists and the notice goes, the node shrinks back
@@ -109,11 +110,16 @@ def test_native_vae_loader_from_a_workflow_and_a_failed_run(comfy_page, frontend
     assert state["kinds"] == "missing" and [link["href"] for link in state["links"]] == [wan22_vae.url]
     assert "into models/vae/" in state["text"]
 
-    # picking the file that is there hides it
-    page.evaluate("""(name) => {
+    pick = """(name) => {
         const node = app.graph.getNodeById(1);
         node.widgets.find(w => w.name === "vae_name").setValue(name, {node, canvas: app.canvas});
-    }""", wan21_vae.filename)
+    }"""
+    # a file the manifest does not know: no link, only the folder
+    page.evaluate(pick, "my_own_vae.safetensors")
+    state = page.evaluate(NOTICE_STATE, 1)
+    assert state["kinds"] == "unknown" and state["links"] == [] and "Put it in models/vae/" in state["text"]
+    # picking the file that is there hides it
+    page.evaluate(pick, wan21_vae.filename)
     page.locator(NOTICE).wait_for(state="hidden")
 
     # a run that could not find it (the file went after the list was read): ComfyUI's own error event

@@ -65,9 +65,10 @@ function folderText(folders) {
   return folders.map((folder) => `models/${folder}/`).join(" or ");
 }
 
-/** "about 4.77 GiB" out of the manifest's size text (its first clause; the whole text goes in the tooltip). */
-export function shortSize(size) {
-  return String(size ?? "").split(/[,;(]/)[0].trim();
+/** A short size for the notice: GiB from the exact size, else the first clause of the manifest's size note. */
+export function shortSize(file) {
+  if (file.size_bytes != null) return `${(file.size_bytes / 2 ** 30).toFixed(2)} GiB`;
+  return String(file.size ?? "").split(/[,;(]/)[0].trim();
 }
 
 function line(text, title = text) {
@@ -79,6 +80,10 @@ function line(text, title = text) {
   return div;
 }
 
+function stem(filename) {
+  return filename.replace(/\.safetensors$/i, "");
+}
+
 function fileTitle(file) {
   return [`${file.filename} (${file.size})`, file.url ?? "not published yet", `into ComfyUI/models/${file.folder}/`,
           `licence: ${file.licence}`, `model set: ${file.sets.join(", ")}`, file.purpose ?? ""].join("\n").trim();
@@ -87,7 +92,7 @@ function fileTitle(file) {
 /** "⇩ <label> (size)" with label linking to the manifest URL in a new tab; unpublished files get no link. */
 function downloadLine(file, label) {
   if (!file.url || !SAFE_URL.test(file.url)) {
-    return line(`\u2013 ${label}: not published yet`, fileTitle(file));
+    return line(`\u2013 ${stem(file.filename)}: not published yet`, fileTitle(file));
   }
   const div = line("", fileTitle(file));
   const link = document.createElement("a");
@@ -97,12 +102,8 @@ function downloadLine(file, label) {
   link.rel = "noopener noreferrer";
   link.textContent = label;
   Object.assign(link.style, { color: NOTICE_COLOURS.link, textDecoration: "underline" });
-  div.append("\u21e9 ", link, ` (${shortSize(file.size)})`);
+  div.append("\u21e9 ", link, ` (${shortSize(file)})`);
   return div;
-}
-
-function stem(filename) {
-  return filename.replace(/\.safetensors$/i, "");
 }
 
 /** The notice's lines as DOM elements (one notice per loader input that lacks its file). */
