@@ -6,6 +6,8 @@
   nodes raise :func:`missing_file_error` / :func:`bad_file_error`.
 * :mod:`.verify`, :mod:`.download`, :mod:`.hashing`, :mod:`.safetensors_info` check and fetch files.
 * :mod:`.smoke` builds small untrained checkpoints in the real layouts for tests and demos (imports torch).
+* :mod:`.presence` says which manifest files a ComfyUI install has and which loader inputs read
+  which folders; :mod:`.route` serves it as ``GET /beyond_monologue/weights`` for the web extension.
 * :mod:`.cli` is ``python -m beyond_monologue.weights``.
 
 Importing this package loads neither torch nor ComfyUI.

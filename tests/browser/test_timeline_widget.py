@@ -58,7 +58,8 @@ def conversation_on_server(frontend_server, assets):
 def test_extension_modules_load_without_console_errors(comfy_page, frontend_server):
     page, log = comfy_page
     listed = [p for p in ComfyClient(frontend_server.url).get_json("/extensions") if p.startswith(EXTENSION_URL_PREFIX)]
-    assert sorted(listed) == [f"{EXTENSION_URL_PREFIX}bm_timeline.js", f"{EXTENSION_URL_PREFIX}lib/timeline_view.js"]
+    assert sorted(listed) == [f"{EXTENSION_URL_PREFIX}{name}" for name in (
+        "bm_timeline.js", "bm_weights.js", "lib/timeline_view.js", "lib/weights_notice.js")]
     page.wait_for_function(f"() => app.extensions.some(e => e.name === '{EXTENSION}')")
     assert log.extension_responses == dict.fromkeys(listed, 200)
     # the widget comes with the node type, and the node's own widgets are untouched
