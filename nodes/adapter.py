@@ -16,6 +16,7 @@ from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.mhgk import parse_per_head
 from ..beyond_monologue.mhgk_attention import BACKENDS
 from ..beyond_monologue.wan_patch import AdapterSettings, attach_duplex_adapter
+from ..beyond_monologue.weights import missing_file_error
 
 ADAPTER_FOLDER = "beyond_monologue"
 ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
@@ -46,8 +47,9 @@ def resolve_adapter_file(name: str) -> str:
         path = folder_paths.get_full_path(folder, name) if name.lower().endswith(".safetensors") else None
         if path:
             return path
+    known = missing_file_error("adapter", "model_patches", name)  # names the set, folder and URL when known
     raise BMInputError("adapter", f"file {name!r} is not in models/{ADAPTER_FOLDER} or models/model_patches.",
-                       "put the .safetensors adapter in one of these folders and refresh (press r) in ComfyUI.")
+                       f"{known.fix} Then refresh (press r) in ComfyUI.")
 
 
 register_adapter_folder()

@@ -8,13 +8,13 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..beyond_monologue.audio_checks import check_audio, make_audio
-from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.melband_roformer import (
     DOWNLOAD_HINT,
     load_state_dict_file,
     model_from_state_dict,
     separate_speech,
 )
+from ..beyond_monologue.weights import missing_file_error
 from .progress import progress_reporter
 
 MODEL_FOLDER = "diffusion_models"  # kijai's ComfyUI-MelBandRoFormer convention
@@ -60,7 +60,7 @@ class BMSeparateSpeech(io.ComfyNode):
         if not model_name.endswith(".safetensors"):
             return f"model_name: {model_name} is not a .safetensors file. Fix: {DOWNLOAD_HINT}"
         if folder_paths.get_full_path(MODEL_FOLDER, model_name) is None:
-            return f"model_name: {model_name} is not in models/{MODEL_FOLDER}. Fix: {DOWNLOAD_HINT}"
+            return str(missing_file_error("model_name", MODEL_FOLDER, model_name))
         return True
 
     @classmethod
@@ -68,7 +68,7 @@ class BMSeparateSpeech(io.ComfyNode):
         waveform, sample_rate = check_audio(audio, "audio")
         path = folder_paths.get_full_path(MODEL_FOLDER, model_name)
         if path is None:
-            raise BMInputError("model_name", f"{model_name} is not in models/{MODEL_FOLDER}.", DOWNLOAD_HINT)
+            raise missing_file_error("model_name", MODEL_FOLDER, model_name)
         state, config = load_state_dict_file(path)
         model = model_from_state_dict(state, config, name=model_name)
         del state

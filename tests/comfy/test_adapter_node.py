@@ -92,3 +92,6 @@ def test_validation_and_missing_files(pack, node, patches_dir):
     assert isinstance(message, str) and "talk_sigma" in message and "not a list of numbers" in message
     with pytest.raises(ValueError, match=r"adapter: file 'nope.safetensors' is not in models/beyond_monologue or models/model_patches"):
         _execute(node, tiny_wan("wan22_5b"), "nope.safetensors")
+    # a file the weights manifest knows: the message names its set and where to download it
+    with pytest.raises(ValueError, match=r"https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged.*infinitetalk-wan21-14b-480p"):
+        _execute(node, tiny_wan("wan22_5b"), "wan2.1_infiniteTalk_single_fp16.safetensors")

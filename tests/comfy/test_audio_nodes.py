@@ -102,7 +102,9 @@ def test_separate_node_keeps_length_rate_channels_and_reports_progress(pack_node
 
     node = pack_nodes["BMSeparateSpeech"]
     assert node.validate_inputs(model_name=separator_file) is True
-    assert "not in models/diffusion_models" in node.validate_inputs(model_name="missing.safetensors")
+    assert "not in ComfyUI's models/diffusion_models" in node.validate_inputs(model_name="missing.safetensors")
+    known = node.validate_inputs(model_name="MelBandRoformer_fp16.safetensors")  # the manifest's file, not present here
+    assert "https://huggingface.co/Kijai/MelBandRoFormer_comfy" in known and "speech-separation" in known
     assert "not a .safetensors" in node.validate_inputs(model_name="MelBandRoformer.ckpt")
 
     t = np.arange(33075) / 22050.0
