@@ -10,6 +10,7 @@ from comfy_api.latest import InputImpl, Types, io
 
 from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
+from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, mismatch_frames
 from ..beyond_monologue.video_decode import TileSpec, check_video_latent, decode_video
 
@@ -24,10 +25,40 @@ def _fps_input() -> io.Float.Input:
                                   "the lips drift from the audio.")
 
 
-def _check_fps(fps) -> str | bool:
-    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
-        return f"fps: is {fps}; use a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} frames per second."
-    return True
+def _fps_problem(fps) -> BMInputError | None:
+    """What is wrong with an fps value, or None (also for None: a linked value, checked when the node runs)."""
+    if fps is not None and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        return BMInputError("fps", f"is {fps}.", f"use a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} frames per second.")
+    return None
+
+
+def _tile_problem(tile_size, tile_overlap) -> BMInputError | None:
+    if tile_size is None or tile_overlap is None:
+        return None
+    if tile_size < 64 or tile_overlap < 0:
+        return BMInputError("tile_size/tile_overlap", f"are {tile_size}/{tile_overlap}.",
+                            "use tile_size >= 64 and tile_overlap >= 0.")
+    if tile_overlap * 4 > tile_size:
+        return BMInputError("tile_overlap", f"is {tile_overlap} pixels, more than a quarter of tile_size ({tile_size}).",
+                            f"use at most {tile_size // 4}.")
+    return None
+
+
+def _gap_problem(gap) -> BMInputError | None:
+    if gap is not None and not 0 <= gap <= 256:
+        return BMInputError("gap", f"is {gap} pixels.", "use 0 to 256.")
+    return None
+
+
+def _raise_first(*problems: BMInputError | None) -> None:
+    for problem in problems:
+        if problem:
+            raise problem
+
+
+def _first_message(*problems: BMInputError | None) -> bool | str:
+    """``validate_inputs``' answer: the first problem's message, or True."""
+    return next((str(p) for p in problems if p), True)
 
 
 def _progress(total: int):
@@ -110,16 +141,13 @@ class BMDecodeVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps, tile_size, tile_overlap) -> bool | str:
-        if tile_size < 64 or tile_overlap < 0:
-            return f"tile_size/tile_overlap: are {tile_size}/{tile_overlap}; use tile_size >= 64 and tile_overlap >= 0."
-        if tile_overlap * 4 > tile_size:
-            return (f"tile_overlap: is {tile_overlap} pixels, more than a quarter of tile_size ({tile_size}); "
-                    f"use at most {tile_size // 4}.")
-        return _check_fps(fps)
+    def validate_inputs(cls, fps=None, tile_size=None, tile_overlap=None) -> bool | str:
+        """Widget values; linked values arrive as None and are checked when the node runs."""
+        return _first_message(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
 
     @classmethod
     def execute(cls, latent, vae, fps, tiled, tile_size, tile_overlap, audio=None) -> io.NodeOutput:
+        _raise_first(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
         samples = check_video_latent(latent, vae)
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None
@@ -166,13 +194,13 @@ class BMDyadicCompose(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps, gap) -> bool | str:
-        if not 0 <= gap <= 256:
-            return f"gap: is {gap} pixels; use 0 to 256."
-        return _check_fps(fps)
+    def validate_inputs(cls, fps=None, gap=None) -> bool | str:
+        """Widget values; linked values arrive as None and are checked when the node runs."""
+        return _first_message(_gap_problem(gap), _fps_problem(fps))
 
     @classmethod
     def execute(cls, image_a, image_b, conversation, layout, length_rule, fps, gap) -> io.NodeOutput:
+        _raise_first(_gap_problem(gap), _fps_problem(fps))
         a, b = check_frames(image_a, "image_a"), check_frames(image_b, "image_b")
         clip = check_audio(conversation, "conversation")
         frames = compose_dyadic(a, b, layout, length_rule, fps, gap, on_chunk=_progress(max(a.shape[0], b.shape[0])))

@@ -31,3 +31,12 @@ def test_compose_validate_inputs(pack_nodes):
     assert node.validate_inputs(fps=25.0, gap=0) is True
     assert "gap" in node.validate_inputs(fps=25.0, gap=-2)
     assert "fps" in node.validate_inputs(fps=500.0, gap=0)
+    assert node.validate_inputs(fps=None, gap=None) is True  # linked (e.g. from a Float primitive): checked at run
+
+
+def test_compose_node_checks_a_linked_fps_when_it_runs(pack_nodes, pack):
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):
+        pack_nodes["BMDyadicCompose"].execute(
+            image_a=torch.rand(9, 8, 8, 3), image_b=torch.rand(9, 8, 8, 3),
+            conversation={"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000},
+            layout="stacked", length_rule="hold_last_frame", fps=0.0, gap=0)

@@ -204,3 +204,11 @@ def test_validate_inputs(decode_node):
     assert decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=64) is True
     assert "tile_overlap" in decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=128)
     assert "fps" in decode_node.validate_inputs(fps=0.0, tile_size=256, tile_overlap=64)
+    assert decode_node.validate_inputs(fps=None, tile_size=None, tile_overlap=None) is True  # linked: checked at run
+
+
+def test_a_linked_fps_is_checked_when_the_node_runs(decode_node, pack, wan21_vae):
+    samples = torch.zeros(1, 16, 2, 4, 4)
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):
+        decode_node.execute(latent={"samples": samples}, vae=wan21_vae, fps=0.0, tiled=False, tile_size=256,
+                            tile_overlap=64)
