@@ -11,7 +11,7 @@ from comfy_api.latest import InputImpl, Types, io
 from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
 from ..beyond_monologue.errors import BMInputError
-from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, mismatch_frames
+from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
 from ..beyond_monologue.video_decode import TileSpec, check_video_latent, decode_video
 
 FPS_RANGE = (1.0, 120.0)
@@ -73,7 +73,7 @@ def _progress(total: int):
 
 
 def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: str, node: str):
-    """Wrap IMAGE frames and an optional checked audio clip as ComfyUI's VIDEO, the audio fitted to ``frames / fps``.
+    """Wrap IMAGE frames and an optional checked audio clip as ComfyUI's VIDEO that ends with the audio.
 
     Args:
         images: IMAGE ``[F, H, W, 3]``.
@@ -81,14 +81,18 @@ def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: 
         fps: frames per second (rounded to 1/1000 as ComfyUI writes it).
         audio_input, node: names used in the log message.
 
-    The audio is trimmed or padded with silence at its end to exactly the frames' duration
-    (see :mod:`beyond_monologue.video_audio`); a difference of more than one latent frame's worth
-    (4 frames) is logged, since it usually means a wrong fps or the wrong audio.
+    Returns:
+        ``(frames, VIDEO)``: up to 3 frames past the audio's end (Wan's 4n+1 rounding) are dropped
+        from both, so the video lasts as long as the audio to within one frame; the audio is then
+        trimmed or padded with silence at its end to exactly the frames' duration (see
+        :mod:`beyond_monologue.video_audio`). A difference of more than one latent frame's worth
+        (4 frames) is logged, since it usually means a wrong fps or the wrong audio.
     """
     rate = frame_rate(fps)
     muxed = None
     if audio_clip is not None:
         waveform, sample_rate = audio_clip
+        images = images[:frames_covering_audio(images.shape[0], waveform.shape[-1], sample_rate, rate)]
         off = mismatch_frames(waveform.shape[-1], sample_rate, images.shape[0], rate)
         if abs(off) > AUDIO_MISMATCH_WARN_FRAMES:
             logging.warning("%s: %s lasts %.2f s but the %d frames at %s fps last %.2f s; the audio was %s to the "
@@ -96,7 +100,7 @@ def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: 
                             audio_input, waveform.shape[-1] / sample_rate, images.shape[0], float(rate),
                             images.shape[0] / rate, "trimmed" if off > 0 else "padded with silence")
         muxed = make_audio(fit_audio_to_frames(waveform, sample_rate, images.shape[0], rate), sample_rate)
-    return InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=muxed, frame_rate=rate))
+    return images, InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=muxed, frame_rate=rate))
 
 
 class BMDecodeVideo(io.ComfyNode):
@@ -112,7 +116,9 @@ class BMDecodeVideo(io.ComfyNode):
                 "Decodes a Wan video latent with the native VAE one latent frame at a time, keeping the VAE's causal "
                 "cache, so the frames equal VAE Decode's while memory stays flat however long the video is. "
                 "Works with the Wan2.1 VAE (16-channel latents) and the Wan2.2 VAE (48-channel). Outputs the frames "
-                "and a VIDEO carrying the audio, trimmed or padded with silence to exactly frames / fps."),
+                "and a VIDEO carrying the audio; with audio connected the video ends with it (the up to 3 frames "
+                "past its end that Wan's 4n+1 frame count adds are dropped), and the audio is trimmed or padded "
+                "with silence to exactly frames / fps."),
             inputs=[
                 io.Latent.Input("latent", tooltip="The video latent from the sampler: [1, channels, latent frames, "
                                 "height/stride, width/stride]. 4n+1 frames come out of n+1 latent frames."),
@@ -128,9 +134,10 @@ class BMDecodeVideo(io.ComfyNode):
                              tooltip="Only when tiled: overlap of neighbouring tiles in image pixels "
                                      "(at most a quarter of tile_size); the overlap is blended."),
                 io.Audio.Input("audio", optional=True,
-                               tooltip="Sound for the VIDEO: the conversation, or the avatar's own stream. It is "
-                                       "trimmed or padded with silence at the end to the video's duration. "
-                                       "Without it the VIDEO is silent."),
+                               tooltip="Sound for the VIDEO: the conversation, or the avatar's own stream. The frames "
+                                       "end with it (up to 3 frames of 4n+1 padding are dropped); it is trimmed or "
+                                       "padded with silence at the end to the video's duration. Without it the "
+                                       "VIDEO is silent and all frames are kept."),
             ],
             outputs=[
                 io.Image.Output("frames", display_name="frames",
@@ -152,7 +159,7 @@ class BMDecodeVideo(io.ComfyNode):
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None
         frames = decode_video(vae, samples, tile, on_window=_progress(samples.shape[2]))
-        return io.NodeOutput(frames, video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
+        return io.NodeOutput(*video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
 
 
 class BMDyadicCompose(io.ComfyNode):
@@ -168,12 +175,14 @@ class BMDyadicCompose(io.ComfyNode):
                 "Puts two avatars' videos side by side (or stacked) with the conversation audio: one dyadic "
                 "conversation video. Clips of different sizes are resized to a common height (width when "
                 "stacked); clips of slightly different lengths hold the shorter one's last frame, or are trimmed "
-                f"to the shorter one. A hold longer than {MAX_HOLD_S:g} s is refused as a wiring mistake."),
+                f"to the shorter one. A hold longer than {MAX_HOLD_S:g} s is refused as a wiring mistake. The video ends "
+                "with the conversation (up to 3 frames of Wan's 4n+1 padding past its end are dropped)."),
             inputs=[
                 io.Image.Input("image_a", tooltip="Frames of avatar A (left, or top when stacked)."),
                 io.Image.Input("image_b", tooltip="Frames of avatar B (right, or bottom when stacked)."),
-                io.Audio.Input("conversation", tooltip="The whole conversation (both speakers), muxed into the VIDEO "
-                               "and trimmed or padded with silence to the video's duration."),
+                io.Audio.Input("conversation", tooltip="The whole conversation (both speakers), muxed into the VIDEO; "
+                               "the video ends with it, and it is trimmed or padded with silence to the video's "
+                               "duration."),
                 io.Combo.Input("layout", options=list(LAYOUTS), default="side_by_side",
                                tooltip="side_by_side: A left, B right, same height. stacked: A on top, B below, "
                                        "same width."),
@@ -204,7 +213,7 @@ class BMDyadicCompose(io.ComfyNode):
         a, b = check_frames(image_a, "image_a"), check_frames(image_b, "image_b")
         clip = check_audio(conversation, "conversation")
         frames = compose_dyadic(a, b, layout, length_rule, fps, gap, on_chunk=_progress(max(a.shape[0], b.shape[0])))
-        return io.NodeOutput(frames, video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
+        return io.NodeOutput(*video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
 
 
 NODES = [BMDecodeVideo, BMDyadicCompose]

@@ -103,6 +103,13 @@ def test_node_outputs_frames_and_video_with_audio_fitted_to_frames(decode_node, 
     assert padded.shape[-1] == 13440 and torch.equal(padded[..., :8000], short) and not padded[..., 8000:].any()
 
 
+def test_node_drops_the_4n_plus_1_frames_past_the_audio(decode_node, wan21_vae):
+    audio = {"waveform": torch.rand(1, 1, 12000) - 0.5, "sample_rate": 16000}  # 0.75 s = 18.75 frames at 25 fps
+    frames, video = run_decode(decode_node, latent(), wan21_vae, fps=25.0, audio=audio)  # 21 frames decoded
+    assert frames.shape[0] == 19 and video.get_components().images.shape[0] == 19
+    assert video.get_components().audio["waveform"].shape[-1] == 19 * 16000 // 25
+
+
 def test_node_without_audio_gives_a_silent_video(decode_node, wan21_vae):
     _, video = run_decode(decode_node, latent(frames=2), wan21_vae, fps=16.0)
     assert video.get_components().audio is None and video.get_components().frame_rate == 16
