@@ -116,3 +116,23 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         title = node.get("title") or info.get("display_name") or node["type"]
         prompt[str(nid)] = {"inputs": inputs, "class_type": node["type"], "_meta": {"title": title}}
     return prompt
+
+
+def set_inputs(prompt: dict, mapping: dict[str, str], values: dict) -> dict:
+    """A copy of an API-format prompt with ``values`` set through a batch map (column -> ``"node_id.input"``).
+
+    The same addressing as the batch client's ``--map`` (docs/BATCH.md): node id, then the input's
+    name (which may itself contain dots).
+
+    Raises:
+        KeyError: a value whose column the map does not name, or a target node or input the prompt lacks.
+    """
+    patched = {node_id: {**node, "inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
+    for column, value in values.items():
+        if column not in mapping:
+            raise KeyError(f"{column!r} is not in the workflow's map (columns: {', '.join(mapping)})")
+        node_id, input_name = mapping[column].split(".", 1)
+        if node_id not in patched or input_name not in patched[node_id]["inputs"]:
+            raise KeyError(f"{column!r} -> {mapping[column]}: the workflow has no such node input")
+        patched[node_id]["inputs"][input_name] = value
+    return patched
