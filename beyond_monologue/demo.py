@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from .media_info import VideoInfo, probe_video
 from .weights import ModelFile, load_manifest
 from .weights.messages import CLI, manual_instructions
 from .weights.verify import FileReport, Status, models_dir_of, verify_set
-from .workflow_format import set_inputs
+from .workflow_format import get_inputs, set_inputs
 
 DEMO_SET = "beyond-monologue-wan22-5b"
 WORKFLOW_NAME = "dyadic_conversation"
@@ -45,7 +46,7 @@ DEFAULT_OUT = PACK_ROOT / "demo_output"
 ASSETS = PACK_ROOT / ".cache" / "assets"  # scripts/fetch_assets.py
 OUTPUT_PREFIX = "bm_demo/dyadic"
 # Smoke weights render noise, so the demo only shows that the pipeline runs: 32x32 px per avatar
-# (the full-size Wan2.2 VAE decodes one latent frame in ~2.5 s on a 2-core CPU), 5 fps (the 30 s
+# (the full-size Wan2.2 VAE decodes a 32x32 latent frame in about 1 s on 2 CPU cores), 5 fps (the 30 s
 # conversation is 150 frames), 2 sampling steps per window.
 SMOKE_SETTINGS = {"fps": 5.0, "width": 32, "height": 32, "steps_a": 2, "steps_b": 2}
 BROKEN = (Status.WRONG_SIZE, Status.CORRUPT, Status.HASH_MISMATCH)
@@ -127,44 +128,59 @@ def smoke_notice(state: WeightsState, models_dir: Path, settings: dict | None) -
     lines += ["The video will be untrained noise. It shows that the whole pipeline runs (real ComfyUI, real",
               "conversation, real portraits), not what the model does."]
     if published:
-        lines += [f"To render for real, put the real files into {models_dir}:", manual_instructions(published),
+        lines += [f"To render for real (models folder: {models_dir}):", manual_instructions(published),
                   f"(or run: {CLI} download --set {DEMO_SET} --comfyui {models_dir.parent})"]
     if any(not f.published for f in files):
         lines += ["The Beyond Monologue adapter has not been published yet: until it is, the adapter stays a smoke",
                   "checkpoint and the avatars' lips do not follow the audio."]
     if settings:
-        lines += [f"Smoke settings (CPU-friendly): {settings['width']}x{settings['height']} px per avatar, "
-                  f"{settings['fps']:g} fps, {settings['steps_a']} sampling steps per window (--full-size renders "
-                  "at the workflow's own 704x1280, 25 fps, 30 steps)."]
+        shipped = workflow_settings()
+        lines += [f"Smoke settings (CPU-friendly): {describe(settings)} (--full-size keeps the workflow's own "
+                  f"{describe(shipped)})."]
     lines.append(BANNER)
     return "\n".join(lines)
+
+
+def describe(settings: dict) -> str:
+    """``32x32 px per avatar, 5 fps, 2 sampling steps per window`` for a dict of :data:`SMOKE_SETTINGS`' columns."""
+    return (f"{settings['width']}x{settings['height']} px per avatar, {settings['fps']:g} fps, "
+            f"{settings['steps_a']} sampling steps per window")
 
 
 def speaker_streams(assets: Path, folder: Path) -> list[Path]:
     """Cut the conversation into each speaker's stream with its RTTM (silence where the other speaks).
 
     Returns:
-        ``[speaker_1, speaker_2]`` 16-bit WAV paths in ``folder`` (speakers numbered by first turn).
+        ``[speaker_1, speaker_2]`` 16-bit PCM WAV paths in ``folder`` (speakers numbered by first turn),
+        as long as the conversation and at its sample rate.
     """
-    import soundfile
+    import numpy as np
     import torch
 
     from .conversation import split_by_turns
     from .turns import parse_turns_text
 
-    samples, rate = soundfile.read(str(assets / CONVERSATION), dtype="float32", always_2d=True)
+    with wave.open(str(assets / CONVERSATION), "rb") as source:  # sample.wav: 16-bit PCM
+        rate, channels = source.getframerate(), source.getnchannels()
+        pcm = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2").reshape(-1, channels)
+    waveform = torch.from_numpy(pcm.T.astype(np.float32) / 32768.0)
     turns = parse_turns_text((assets / "sample.rttm").read_text(), "sample.rttm")
-    first, second, _ = split_by_turns(torch.from_numpy(samples.T.copy()), rate, turns, 0)
     paths = []
-    for stream, name in zip((first, second), SPEAKER_STREAMS, strict=True):
-        path = folder / name
-        soundfile.write(str(path), stream.clamp(-1, 1).numpy(), rate, subtype="PCM_16")
-        paths.append(path)
+    for stream, name in zip(split_by_turns(waveform, rate, turns, 0)[:2], SPEAKER_STREAMS, strict=True):
+        paths.append(folder / name)
+        with wave.open(str(paths[-1]), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes((stream.clamp(-1, 32767 / 32768) * 32768).round().to(torch.int16).numpy().tobytes())
     return paths
 
 
 def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
     """Upload the real inputs into the server's input folder; returns the names a workflow uses.
+
+    A file already there with the same content is reused; one with the same name but other content
+    is kept, and ComfyUI stores ours as ``name (1).ext``.
 
     Keys: ``conversation``, ``portrait_a``, ``portrait_b``, ``speaker_1``, ``speaker_2``.
 
@@ -175,20 +191,34 @@ def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
     missing = [name for name in wanted if not (assets / name).is_file()]
     if missing:
         raise DemoError(f"inputs missing in {assets}: {', '.join(missing)}. Run: python scripts/fetch_assets.py")
-    names = {"conversation": client.upload_file(assets / CONVERSATION),
-             "portrait_a": client.upload_file(assets / PORTRAIT_A),
-             "portrait_b": client.upload_file(assets / PORTRAIT_B)}
+
+    def upload(path: Path) -> str:  # never replaces a different file of the same name (ComfyUI renames ours)
+        return client.upload_file(path, overwrite=False)
+
+    names = {"conversation": upload(assets / CONVERSATION), "portrait_a": upload(assets / PORTRAIT_A),
+             "portrait_b": upload(assets / PORTRAIT_B)}
     with tempfile.TemporaryDirectory() as folder:
         for key, path in zip(("speaker_1", "speaker_2"), speaker_streams(assets, Path(folder)), strict=True):
-            names[key] = client.upload_file(path)
+            names[key] = upload(path)
     return names
+
+
+def dyadic_workflow() -> tuple[dict, dict]:
+    """The dyadic API workflow and its batch map (``workflows/api/``)."""
+    folder = WORKFLOWS_DIR / "api"
+    return (json.loads((folder / f"{WORKFLOW_NAME}.json").read_text()),
+            json.loads((folder / f"{WORKFLOW_NAME}.map.json").read_text()))
+
+
+def workflow_settings() -> dict:
+    """The shipped workflow's values of the :data:`SMOKE_SETTINGS` columns."""
+    workflow, mapping = dyadic_workflow()
+    return get_inputs(workflow, mapping, list(SMOKE_SETTINGS))
 
 
 def dyadic_prompt(names: dict[str, str], settings: dict | None = None, prefix: str = OUTPUT_PREFIX) -> dict:
     """The dyadic API workflow with the uploaded inputs, ``settings`` (map columns) and the output prefix set."""
-    folder = WORKFLOWS_DIR / "api"
-    workflow = json.loads((folder / f"{WORKFLOW_NAME}.json").read_text())
-    mapping = json.loads((folder / f"{WORKFLOW_NAME}.map.json").read_text())
+    workflow, mapping = dyadic_workflow()
     values = {"conversation": names["conversation"], "portrait_a": names["portrait_a"],
               "portrait_b": names["portrait_b"], **(settings or {})}
     prompt = set_inputs(workflow, mapping, values)

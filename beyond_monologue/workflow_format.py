@@ -136,3 +136,19 @@ def set_inputs(prompt: dict, mapping: dict[str, str], values: dict) -> dict:
             raise KeyError(f"{column!r} -> {mapping[column]}: the workflow has no such node input")
         patched[node_id]["inputs"][input_name] = value
     return patched
+
+
+def get_inputs(prompt: dict, mapping: dict[str, str], columns: list[str]) -> dict:
+    """The values of ``columns`` (batch-map names) in an API-format prompt.
+
+    Raises:
+        KeyError: a column the map does not name, or a target that is a link, not a value.
+    """
+    values = {}
+    for column in columns:
+        node_id, input_name = mapping[column].split(".", 1)
+        value = prompt[node_id]["inputs"][input_name]
+        if isinstance(value, list):
+            raise KeyError(f"{column!r} -> {mapping[column]} is a link, not a value")
+        values[column] = value
+    return values

@@ -44,6 +44,7 @@ def test_missing_files_become_smoke_checkpoints_and_the_notice_says_what_to_down
         if report.file.published:
             assert report.file.url in notice
     assert "32x32 px per avatar, 5 fps, 2 sampling steps" in notice
+    assert "workflow's own 704x1280 px per avatar, 25 fps, 30 sampling steps" in notice  # read from the workflow
 
 
 def test_a_broken_model_file_stops_the_demo_and_is_left_alone(models_dir):

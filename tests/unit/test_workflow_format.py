@@ -4,7 +4,13 @@ checked in tests/server/test_workflows.py, the frontend's own conversion in test
 import pytest
 
 from beyond_monologue.workflow_builder import UIGraph
-from beyond_monologue.workflow_format import WorkflowFormatError, missing_node_types, set_inputs, ui_to_api
+from beyond_monologue.workflow_format import (
+    WorkflowFormatError,
+    get_inputs,
+    missing_node_types,
+    set_inputs,
+    ui_to_api,
+)
 
 OBJECT_INFO = {
     "LoadImage": {"input": {"required": {"image": [["a.png", "b.png"], {"image_upload": True}]}},
@@ -88,3 +94,7 @@ def test_set_inputs_patches_a_copy_through_the_map():
         set_inputs(api, {}, {"seed": 1})
     with pytest.raises(KeyError, match="no such node input"):
         set_inputs(api, {"seed": "4.sead"}, {"seed": 1})
+    assert get_inputs(patched, {"seed": "4.seed", "portrait": "1.image"}, ["seed", "portrait"]) == {
+        "seed": 9, "portrait": "a.png"}
+    with pytest.raises(KeyError, match="is a link"):
+        get_inputs(api, {"steps": "4.steps"}, ["steps"])
