@@ -25,7 +25,7 @@ from beyond_monologue import demo
 from beyond_monologue.comfy_launcher import PACK_DIR_NAME
 from beyond_monologue.example_workflows import BUILDERS, WORKFLOWS_DIR, build_all, file_texts
 from beyond_monologue.media_info import probe_video
-from beyond_monologue.workflow_format import missing_node_types, set_inputs, ui_to_api
+from beyond_monologue.workflow_format import get_inputs, missing_node_types, set_inputs, ui_to_api
 
 NAMES = [build.__name__ for build in BUILDERS]
 CONVERSATION_S = 30.0  # sample.wav: 480000 samples at 16 kHz
@@ -85,6 +85,21 @@ def test_ui_graph_converts_to_its_api_twin(object_info, name):
     for column, target in mapping.items():
         node_id, input_name = target.split(".", 1)
         assert input_name in api[node_id]["inputs"], column
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_batch_client_accepts_every_column_of_the_map(client, inputs, name, tmp_path):
+    from beyond_monologue.batch.jobs import load_mapping_file, read_jobs
+    from beyond_monologue.batch.patching import load_workflow, prepare_jobs
+
+    _, api, mapping = load(name)
+    shipped = get_inputs(api, mapping, list(mapping))  # the shipped file names are on the server (inputs)
+    job = {"name": "shipped_values", **shipped}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job) + "\n")
+    jobs = read_jobs(tmp_path / "jobs.jsonl", load_mapping_file(WORKFLOWS_DIR / "api" / f"{name}.map.json"))
+    workflow = load_workflow(WORKFLOWS_DIR / "api" / f"{name}.json")
+    prepare_jobs(workflow, client.object_info(), jobs, tmp_path)  # raises if a column is refused; the file lists are fresh
+    assert len(jobs[0].values) == sum(1 for value in shipped.values() if value != "")  # "" keeps the workflow's
 
 
 def test_workflow_files_are_what_the_builder_writes_from_the_manifest(object_info):
