@@ -36,7 +36,6 @@ CONVERSATION = "sample.wav"
 SPEAKER_STREAMS = ("sample_speaker_1.wav", "sample_speaker_2.wav")
 COLOURS = {"models": "#3f789e", "prompt": "#3f789e", "audio": "#8A8", "settings": "#b58b2a", "a": "#a1309b",
            "b": "#88A", "output": "#444"}
-AUDIO_ENCODER_NOTE = "wav2vec2 (all layers) aligned to the video's fps"
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def files_note(title: str, how_to: str, set_name: str, file_ids: list[str]) -> s
         where = f"[download]({file.url})" if file.published else "**not published yet**"
         lines.append(f"- `{file.filename}` in `ComfyUI/models/{file.folder}/`: {where} ({file.size_text()})")
     lines += ["", f"Check them: `{CLI} verify --set {set_name}`; fetch the published ones: "
-              f"`{CLI} download --set {set_name}` (run in the pack's folder)."]
+              f"`{CLI} download --set {set_name} --with-optional` (run in the pack's folder)."]
     if model_set.status != "ready":
         lines += ["", "**The Beyond Monologue adapter has not been published yet.** Until it is, this workflow runs "
                   f"with generated smoke weights (`{CLI} smoke --out <ComfyUI folder> --set {set_name}`, or "
@@ -87,9 +86,9 @@ class _Builder:
         self.files = load_manifest().files
 
     def loader(self, class_type: str, pos, file_id: str, widget: str, title: str | None = None, **widgets) -> UINode:
-        models = [e for e in [model_entry(file_id)] if e]
+        entry = model_entry(file_id)
         return self.graph.node(class_type, pos, {widget: self.files[file_id].filename, **widgets}, title=title,
-                               models=models or None)
+                               models=[entry] if entry else None)
 
     def text(self, pos, clip: UINode) -> tuple[UINode, UINode]:
         positive = self.graph.node("CLIPTextEncode", pos, {"text": PROMPT}, title="Prompt", size=(420, 200),
@@ -105,7 +104,11 @@ class _Builder:
     def avatar(self, x: float, y: float, models: dict, portrait: str, seed: int, size: tuple, label: str,
                fps: UINode, talk: tuple, listen: tuple, decode_audio: tuple | None = None,
                sampler: dict | None = None) -> dict[str, UINode]:
-        """Portrait + Dual Stream Encode + Sampler + Decode Video of one avatar; returns its nodes."""
+        """Portrait + Dual Stream Encode + Sampler + Decode Video of one avatar; returns its nodes.
+
+        ``size``: ``(width, height)`` sampler widgets, or ``{"width": node, "height": node}`` primitives
+        linked to them; ``talk``/``listen``/``decode_audio``: ``(node, output)`` sources.
+        """
         g = self.graph
         image = g.node("LoadImage", (x, y), {"image": portrait}, title=f"Portrait {label}", size=(320, 380))
         encode = g.node("BMDualStreamEncode", (x, y + 420), {"fps": 25.0}, title=f"Audio {label} (talk / listen)")
@@ -271,7 +274,7 @@ def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
         "silence: InfiniteTalk has no listening branch, so cfg_listen stays 1 (one model call fewer per step). "
         "Settings follow InfiniteTalk without a distillation LoRA (40 steps, shift 7 at 480p, text CFG 5, audio "
         "CFG 4); with the optional lightx2v LoRA (Load LoRA, model only, strength 1, between the model loader "
-        "and BM Apply Duplex Adapter) use 6 steps and all CFG scales 1.",
+        "and BM Apply Duplex Adapter) use 6 steps and CFG 1, as ComfyUI's own template does.",
         "infinitetalk-wan21-14b-480p", ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_single_fp16",
                                         "wan21_vae_bf16_kijai", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16",
                                         "lightx2v_i2v_14b_480p_lora"]),
