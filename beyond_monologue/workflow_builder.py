@@ -38,8 +38,8 @@ def _combo_options(spec: list) -> list:
 class UINode:
     """One node of a :class:`UIGraph` (use :meth:`UIGraph.node`); ``id`` is its node id in both formats."""
 
-    def __init__(self, graph: UIGraph, node_id: int, class_type: str, info: dict | None):
-        self.graph, self.id, self.type, self.info = graph, node_id, class_type, info
+    def __init__(self, node_id: int, class_type: str, info: dict | None):
+        self.id, self.type, self.info = node_id, class_type, info
         self.widgets: dict = {}
         self.links_in: dict[str, int] = {}
         self.links_out: dict[int, list[int]] = {}
@@ -86,7 +86,7 @@ class UIGraph:
         """
         if class_type not in self.object_info:
             raise KeyError(f"node type {class_type!r} is not in /object_info")
-        node = UINode(self, len(self.nodes) + 1, class_type, self.object_info[class_type])
+        node = UINode(len(self.nodes) + 1, class_type, self.object_info[class_type])
         declared = {name for name, spec, _ in node.input_slots() if is_widget(spec)}
         unknown = set(widgets or {}) - declared
         if unknown:
@@ -99,7 +99,7 @@ class UIGraph:
 
     def note(self, text: str, pos: tuple[float, float], size: tuple[float, float], title: str) -> None:
         """Add a MarkdownNote (frontend-only: it is not part of the API prompt)."""
-        node = UINode(self, len(self.nodes) + 1, "MarkdownNote", None)
+        node = UINode(len(self.nodes) + 1, "MarkdownNote", None)
         node.data = {"pos": list(pos), "size": list(size), "title": title, "text": text}
         self.nodes.append(node)
 
