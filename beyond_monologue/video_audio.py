@@ -7,15 +7,21 @@ frames ends early, audio longer is cut at the last frame. This module makes the 
 long as the frames before muxing: ``round(frames * sample_rate / frame_rate)`` samples, trimmed at
 the end or padded at the end with silence, so the saved audio stream lasts ``frames / fps`` and
 stays in sync with the picture from the first frame on (sample 0 = frame 0).
+
+Wan renders 4n+1 frames, so a render of the whole audio ends with up to 3 frames past the audio's
+end (``speech_features.frames_for_duration``). :func:`frames_covering_audio` says how many frames
+to keep so that a video ends with its audio: that tail is dropped, anything longer is kept.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import torch
 
 FPS_DENOMINATOR = 1000  # save_to rounds the frame rate to 1/1000 frame per second
+PADDING_TAIL_FRAMES = 3  # at most this many frames past the audio come from rounding up to 4n+1 frames
 
 
 def frame_rate(fps: float) -> Fraction:
@@ -51,3 +57,22 @@ def fit_audio_to_frames(waveform: torch.Tensor, sample_rate: int, num_frames: in
 def mismatch_frames(num_samples: int, sample_rate: int, num_frames: int, rate: Fraction) -> float:
     """How many frames longer (+) or shorter (-) the audio is than the video."""
     return float(num_samples * rate / sample_rate - num_frames)
+
+
+def frames_covering_audio(num_frames: int, num_samples: int, sample_rate: int, rate: Fraction) -> int:
+    """How many of ``num_frames`` frames to keep so that the video ends with its audio.
+
+    Frames past the audio's end are dropped when there are at most :data:`PADDING_TAIL_FRAMES`
+    of them (the 4n+1 rounding of a render of the whole audio); the kept ``ceil(duration * rate)``
+    frames then last as long as the audio, to within one frame. More frames past the end are kept
+    (a different audio was connected on purpose, or by mistake: the caller pads the audio).
+
+    Args:
+        num_frames: frames of the video.
+        num_samples, sample_rate: length of the audio in samples, and its rate in Hz.
+        rate: frame rate (use :func:`frame_rate`).
+    """
+    covering = math.ceil(Fraction(num_samples) * rate / sample_rate)
+    if covering < num_frames <= covering + PADDING_TAIL_FRAMES:
+        return max(covering, 1)
+    return num_frames

@@ -16,6 +16,19 @@ from .types import DuplexAudioType
 from .ui_payloads import duplex_timeline_ui
 
 
+def _value_problem(fps: float | None, length: int | None) -> BMInputError | None:
+    """What is wrong with the fps / length values (None: not known yet, e.g. linked), or None."""
+    if fps is not None and not 1.0 <= fps <= 60.0:
+        return BMInputError("fps", f"{fps} is outside 1..60.", "use the video's frame rate (InfiniteTalk: 25).")
+    if length is not None and (length < 0 or length > 100001):
+        return BMInputError("length", f"{length} is outside 0..100001.", "use 0 (match the audio) or a 4n+1 frame count like 81.")
+    if length and not is_valid_frame_count(length):
+        lower = length - (length - 1) % 4
+        return BMInputError("length", f"{length} frames is not 4n+1 (Wan's VAE).",
+                            f"use 0 (match the audio), {lower} or {lower + 4}.")
+    return None
+
+
 class BMDualStreamEncode(io.ComfyNode):
     """AUDIO talk + AUDIO listen + AUDIO_ENCODER (wav2vec2) -> BM_DUPLEX_AUDIO (per-frame features of both streams)."""
 
@@ -56,18 +69,16 @@ class BMDualStreamEncode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps: float, length: int) -> bool | str:
-        if not 1.0 <= fps <= 60.0:
-            return f"fps: {fps} is outside 1..60. Fix: use the video's frame rate (InfiniteTalk: 25)."
-        if length < 0 or length > 100001:
-            return f"length: {length} is outside 0..100001. Fix: use 0 (match the audio) or a 4n+1 frame count like 81."
-        if length != 0 and not is_valid_frame_count(length):
-            lower = length - (length - 1) % 4
-            return f"length: {length} frames is not 4n+1 (Wan's VAE). Fix: use 0 (match the audio), {lower} or {lower + 4}."
-        return True
+    def validate_inputs(cls, fps=None, length=None) -> bool | str:
+        """Widget values; a linked value arrives as None and is checked when the node runs."""
+        problem = _value_problem(fps, length)
+        return str(problem) if problem else True
 
     @classmethod
     def execute(cls, talk, listen, audio_encoder, fps=25.0, length=0, feature_order="conv_features") -> io.NodeOutput:
+        problem = _value_problem(fps, length)
+        if problem:
+            raise problem
         talk_wave, talk_rate = check_audio(talk, "talk")
         listen_wave, listen_rate = check_audio(listen, "listen")
         model = getattr(audio_encoder, "model", None)

@@ -10,7 +10,8 @@ from comfy_api.latest import InputImpl, Types, io
 
 from ..beyond_monologue.audio_checks import check_audio, make_audio
 from ..beyond_monologue.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
-from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, mismatch_frames
+from ..beyond_monologue.errors import BMInputError
+from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
 from ..beyond_monologue.video_decode import TileSpec, check_video_latent, decode_video
 
 FPS_RANGE = (1.0, 120.0)
@@ -24,10 +25,40 @@ def _fps_input() -> io.Float.Input:
                                   "the lips drift from the audio.")
 
 
-def _check_fps(fps) -> str | bool:
-    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
-        return f"fps: is {fps}; use a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} frames per second."
-    return True
+def _fps_problem(fps) -> BMInputError | None:
+    """What is wrong with an fps value, or None (also for None: a linked value, checked when the node runs)."""
+    if fps is not None and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        return BMInputError("fps", f"is {fps}.", f"use a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} frames per second.")
+    return None
+
+
+def _tile_problem(tile_size, tile_overlap) -> BMInputError | None:
+    if tile_size is None or tile_overlap is None:
+        return None
+    if tile_size < 64 or tile_overlap < 0:
+        return BMInputError("tile_size/tile_overlap", f"are {tile_size}/{tile_overlap}.",
+                            "use tile_size >= 64 and tile_overlap >= 0.")
+    if tile_overlap * 4 > tile_size:
+        return BMInputError("tile_overlap", f"is {tile_overlap} pixels, more than a quarter of tile_size ({tile_size}).",
+                            f"use at most {tile_size // 4}.")
+    return None
+
+
+def _gap_problem(gap) -> BMInputError | None:
+    if gap is not None and not 0 <= gap <= 256:
+        return BMInputError("gap", f"is {gap} pixels.", "use 0 to 256.")
+    return None
+
+
+def _raise_first(*problems: BMInputError | None) -> None:
+    for problem in problems:
+        if problem:
+            raise problem
+
+
+def _first_message(*problems: BMInputError | None) -> bool | str:
+    """``validate_inputs``' answer: the first problem's message, or True."""
+    return next((str(p) for p in problems if p), True)
 
 
 def _progress(total: int):
@@ -42,7 +73,7 @@ def _progress(total: int):
 
 
 def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: str, node: str):
-    """Wrap IMAGE frames and an optional checked audio clip as ComfyUI's VIDEO, the audio fitted to ``frames / fps``.
+    """Wrap IMAGE frames and an optional checked audio clip as ComfyUI's VIDEO that ends with the audio.
 
     Args:
         images: IMAGE ``[F, H, W, 3]``.
@@ -50,14 +81,18 @@ def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: 
         fps: frames per second (rounded to 1/1000 as ComfyUI writes it).
         audio_input, node: names used in the log message.
 
-    The audio is trimmed or padded with silence at its end to exactly the frames' duration
-    (see :mod:`beyond_monologue.video_audio`); a difference of more than one latent frame's worth
-    (4 frames) is logged, since it usually means a wrong fps or the wrong audio.
+    Returns:
+        ``(frames, VIDEO)``: up to 3 frames past the audio's end (Wan's 4n+1 rounding) are dropped
+        from both, so the video lasts as long as the audio to within one frame; the audio is then
+        trimmed or padded with silence at its end to exactly the frames' duration (see
+        :mod:`beyond_monologue.video_audio`). A difference of more than one latent frame's worth
+        (4 frames) is logged, since it usually means a wrong fps or the wrong audio.
     """
     rate = frame_rate(fps)
     muxed = None
     if audio_clip is not None:
         waveform, sample_rate = audio_clip
+        images = images[:frames_covering_audio(images.shape[0], waveform.shape[-1], sample_rate, rate)]
         off = mismatch_frames(waveform.shape[-1], sample_rate, images.shape[0], rate)
         if abs(off) > AUDIO_MISMATCH_WARN_FRAMES:
             logging.warning("%s: %s lasts %.2f s but the %d frames at %s fps last %.2f s; the audio was %s to the "
@@ -65,7 +100,7 @@ def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: 
                             audio_input, waveform.shape[-1] / sample_rate, images.shape[0], float(rate),
                             images.shape[0] / rate, "trimmed" if off > 0 else "padded with silence")
         muxed = make_audio(fit_audio_to_frames(waveform, sample_rate, images.shape[0], rate), sample_rate)
-    return InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=muxed, frame_rate=rate))
+    return images, InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=muxed, frame_rate=rate))
 
 
 class BMDecodeVideo(io.ComfyNode):
@@ -81,7 +116,9 @@ class BMDecodeVideo(io.ComfyNode):
                 "Decodes a Wan video latent with the native VAE one latent frame at a time, keeping the VAE's causal "
                 "cache, so the frames equal VAE Decode's while memory stays flat however long the video is. "
                 "Works with the Wan2.1 VAE (16-channel latents) and the Wan2.2 VAE (48-channel). Outputs the frames "
-                "and a VIDEO carrying the audio, trimmed or padded with silence to exactly frames / fps."),
+                "and a VIDEO carrying the audio; with audio connected the video ends with it (the up to 3 frames "
+                "past its end that Wan's 4n+1 frame count adds are dropped), and the audio is trimmed or padded "
+                "with silence to exactly frames / fps."),
             inputs=[
                 io.Latent.Input("latent", tooltip="The video latent from the sampler: [1, channels, latent frames, "
                                 "height/stride, width/stride]. 4n+1 frames come out of n+1 latent frames."),
@@ -97,9 +134,10 @@ class BMDecodeVideo(io.ComfyNode):
                              tooltip="Only when tiled: overlap of neighbouring tiles in image pixels "
                                      "(at most a quarter of tile_size); the overlap is blended."),
                 io.Audio.Input("audio", optional=True,
-                               tooltip="Sound for the VIDEO: the conversation, or the avatar's own stream. It is "
-                                       "trimmed or padded with silence at the end to the video's duration. "
-                                       "Without it the VIDEO is silent."),
+                               tooltip="Sound for the VIDEO: the conversation, or the avatar's own stream. The frames "
+                                       "end with it (up to 3 frames of 4n+1 padding are dropped); it is trimmed or "
+                                       "padded with silence at the end to the video's duration. Without it the "
+                                       "VIDEO is silent and all frames are kept."),
             ],
             outputs=[
                 io.Image.Output("frames", display_name="frames",
@@ -110,21 +148,18 @@ class BMDecodeVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps, tile_size, tile_overlap) -> bool | str:
-        if tile_size < 64 or tile_overlap < 0:
-            return f"tile_size/tile_overlap: are {tile_size}/{tile_overlap}; use tile_size >= 64 and tile_overlap >= 0."
-        if tile_overlap * 4 > tile_size:
-            return (f"tile_overlap: is {tile_overlap} pixels, more than a quarter of tile_size ({tile_size}); "
-                    f"use at most {tile_size // 4}.")
-        return _check_fps(fps)
+    def validate_inputs(cls, fps=None, tile_size=None, tile_overlap=None) -> bool | str:
+        """Widget values; linked values arrive as None and are checked when the node runs."""
+        return _first_message(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
 
     @classmethod
     def execute(cls, latent, vae, fps, tiled, tile_size, tile_overlap, audio=None) -> io.NodeOutput:
+        _raise_first(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
         samples = check_video_latent(latent, vae)
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None
         frames = decode_video(vae, samples, tile, on_window=_progress(samples.shape[2]))
-        return io.NodeOutput(frames, video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
+        return io.NodeOutput(*video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
 
 
 class BMDyadicCompose(io.ComfyNode):
@@ -140,12 +175,14 @@ class BMDyadicCompose(io.ComfyNode):
                 "Puts two avatars' videos side by side (or stacked) with the conversation audio: one dyadic "
                 "conversation video. Clips of different sizes are resized to a common height (width when "
                 "stacked); clips of slightly different lengths hold the shorter one's last frame, or are trimmed "
-                f"to the shorter one. A hold longer than {MAX_HOLD_S:g} s is refused as a wiring mistake."),
+                f"to the shorter one. A hold longer than {MAX_HOLD_S:g} s is refused as a wiring mistake. The video ends "
+                "with the conversation (up to 3 frames of Wan's 4n+1 padding past its end are dropped)."),
             inputs=[
                 io.Image.Input("image_a", tooltip="Frames of avatar A (left, or top when stacked)."),
                 io.Image.Input("image_b", tooltip="Frames of avatar B (right, or bottom when stacked)."),
-                io.Audio.Input("conversation", tooltip="The whole conversation (both speakers), muxed into the VIDEO "
-                               "and trimmed or padded with silence to the video's duration."),
+                io.Audio.Input("conversation", tooltip="The whole conversation (both speakers), muxed into the VIDEO; "
+                               "the video ends with it, and it is trimmed or padded with silence to the video's "
+                               "duration."),
                 io.Combo.Input("layout", options=list(LAYOUTS), default="side_by_side",
                                tooltip="side_by_side: A left, B right, same height. stacked: A on top, B below, "
                                        "same width."),
@@ -166,17 +203,17 @@ class BMDyadicCompose(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps, gap) -> bool | str:
-        if not 0 <= gap <= 256:
-            return f"gap: is {gap} pixels; use 0 to 256."
-        return _check_fps(fps)
+    def validate_inputs(cls, fps=None, gap=None) -> bool | str:
+        """Widget values; linked values arrive as None and are checked when the node runs."""
+        return _first_message(_gap_problem(gap), _fps_problem(fps))
 
     @classmethod
     def execute(cls, image_a, image_b, conversation, layout, length_rule, fps, gap) -> io.NodeOutput:
+        _raise_first(_gap_problem(gap), _fps_problem(fps))
         a, b = check_frames(image_a, "image_a"), check_frames(image_b, "image_b")
         clip = check_audio(conversation, "conversation")
         frames = compose_dyadic(a, b, layout, length_rule, fps, gap, on_chunk=_progress(max(a.shape[0], b.shape[0])))
-        return io.NodeOutput(frames, video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
+        return io.NodeOutput(*video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
 
 
 NODES = [BMDecodeVideo, BMDyadicCompose]

@@ -71,6 +71,7 @@ def test_encode_node_validation_and_bad_inputs(pack_nodes, pack, librivox):
     assert node.validate_inputs(fps=25.0, length=0) is True
     assert "4n+1" in node.validate_inputs(fps=25.0, length=80)
     assert "fps" in node.validate_inputs(fps=0.5, length=0)
+    assert node.validate_inputs(fps=None, length=None) is True  # linked (e.g. from a Float primitive): checked at run
 
     class NotWav2Vec2:
         model = torch.nn.Linear(2, 2)
@@ -78,6 +79,8 @@ def test_encode_node_validation_and_bad_inputs(pack_nodes, pack, librivox):
     speech = audio_dict(librivox[0][:16000], 16000)
     with pytest.raises(pack.beyond_monologue.errors.BMInputError, match="audio_encoder"):
         node.execute(talk=speech, listen=speech, audio_encoder=NotWav2Vec2())
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):  # a linked value out of range
+        node.execute(talk=speech, listen=speech, audio_encoder=NotWav2Vec2(), fps=0.5)
     with pytest.raises(pack.beyond_monologue.errors.BMInputError, match="3 channels"):
         node.execute(talk=audio_dict(np.zeros((3, 16000), np.float32), 16000), listen=speech,
                      audio_encoder=NotWav2Vec2())

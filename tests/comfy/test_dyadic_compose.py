@@ -18,6 +18,17 @@ def test_compose_node_outputs_frames_and_video_with_the_conversation(pack_nodes)
     assert torch.equal(parts.audio["waveform"], conversation["waveform"][..., :13440])
 
 
+def test_compose_node_ends_with_the_conversation(pack_nodes):
+    a, b = torch.rand(153, 8, 8, 3), torch.rand(153, 8, 8, 3)  # 4n+1 frames rendered for 30 s at 5 fps
+    conversation = {"waveform": torch.rand(1, 1, 480000) - 0.5, "sample_rate": 16000}  # 30.0 s
+    frames, video = pack_nodes["BMDyadicCompose"].execute(
+        image_a=a, image_b=b, conversation=conversation, layout="side_by_side", length_rule="hold_last_frame",
+        fps=5.0, gap=0).args
+    assert frames.shape[0] == 150 and video.get_components().images.shape[0] == 150  # 30.0 s
+    assert torch.equal(frames[-1, :, :8], a[149])
+    assert torch.equal(video.get_components().audio["waveform"], conversation["waveform"])
+
+
 def test_compose_node_refuses_clips_of_very_different_length(pack_nodes, pack):
     with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"image_a.*Fix:"):
         pack_nodes["BMDyadicCompose"].execute(
@@ -31,3 +42,12 @@ def test_compose_validate_inputs(pack_nodes):
     assert node.validate_inputs(fps=25.0, gap=0) is True
     assert "gap" in node.validate_inputs(fps=25.0, gap=-2)
     assert "fps" in node.validate_inputs(fps=500.0, gap=0)
+    assert node.validate_inputs(fps=None, gap=None) is True  # linked (e.g. from a Float primitive): checked at run
+
+
+def test_compose_node_checks_a_linked_fps_when_it_runs(pack_nodes, pack):
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):
+        pack_nodes["BMDyadicCompose"].execute(
+            image_a=torch.rand(9, 8, 8, 3), image_b=torch.rand(9, 8, 8, 3),
+            conversation={"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000},
+            layout="stacked", length_rule="hold_last_frame", fps=0.0, gap=0)

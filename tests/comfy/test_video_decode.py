@@ -103,6 +103,13 @@ def test_node_outputs_frames_and_video_with_audio_fitted_to_frames(decode_node, 
     assert padded.shape[-1] == 13440 and torch.equal(padded[..., :8000], short) and not padded[..., 8000:].any()
 
 
+def test_node_drops_the_4n_plus_1_frames_past_the_audio(decode_node, wan21_vae):
+    audio = {"waveform": torch.rand(1, 1, 12000) - 0.5, "sample_rate": 16000}  # 0.75 s = 18.75 frames at 25 fps
+    frames, video = run_decode(decode_node, latent(), wan21_vae, fps=25.0, audio=audio)  # 21 frames decoded
+    assert frames.shape[0] == 19 and video.get_components().images.shape[0] == 19
+    assert video.get_components().audio["waveform"].shape[-1] == 19 * 16000 // 25
+
+
 def test_node_without_audio_gives_a_silent_video(decode_node, wan21_vae):
     _, video = run_decode(decode_node, latent(frames=2), wan21_vae, fps=16.0)
     assert video.get_components().audio is None and video.get_components().frame_rate == 16
@@ -204,3 +211,11 @@ def test_validate_inputs(decode_node):
     assert decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=64) is True
     assert "tile_overlap" in decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=128)
     assert "fps" in decode_node.validate_inputs(fps=0.0, tile_size=256, tile_overlap=64)
+    assert decode_node.validate_inputs(fps=None, tile_size=None, tile_overlap=None) is True  # linked: checked at run
+
+
+def test_a_linked_fps_is_checked_when_the_node_runs(decode_node, pack, wan21_vae):
+    samples = torch.zeros(1, 16, 2, 4, 4)
+    with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):
+        decode_node.execute(latent={"samples": samples}, vae=wan21_vae, fps=0.0, tiled=False, tile_size=256,
+                            tile_overlap=64)

@@ -2,7 +2,14 @@ from fractions import Fraction
 
 import torch
 
-from beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, mismatch_frames, samples_for_frames
+from beyond_monologue.speech_features import frames_for_duration
+from beyond_monologue.video_audio import (
+    fit_audio_to_frames,
+    frame_rate,
+    frames_covering_audio,
+    mismatch_frames,
+    samples_for_frames,
+)
 
 
 def test_frame_rate_is_rounded_like_comfyui_writes_it():
@@ -33,3 +40,19 @@ def test_mismatch_in_frames():
     assert mismatch_frames(16000, 16000, 25, frame_rate(25)) == 0
     assert mismatch_frames(16000, 16000, 20, frame_rate(25)) == 5
     assert mismatch_frames(8000, 16000, 25, frame_rate(25)) == -12.5
+
+
+def test_the_4n_plus_1_tail_past_the_audio_is_dropped():
+    for seconds, fps in ((30.0, 5.0), (30.0, 25.0), (12.34, 24.0), (3.0, 16.0)):
+        samples = round(seconds * 16000)
+        rendered = frames_for_duration(seconds, fps)  # what a render of the whole audio gives: 4n+1 frames
+        kept = frames_covering_audio(rendered, samples, 16000, frame_rate(fps))
+        assert rendered - 3 <= kept <= rendered
+        assert abs(kept / fps - seconds) < 1 / fps  # ends with the audio, to within one frame
+    assert frames_covering_audio(153, 480000, 16000, frame_rate(5)) == 150  # the real 30 s conversation at 5 fps
+
+
+def test_longer_videos_and_longer_audio_keep_every_frame():
+    assert frames_covering_audio(21, 16000, 16000, frame_rate(25)) == 21  # audio longer than the frames
+    assert frames_covering_audio(21, 8000, 16000, frame_rate(25)) == 21  # 8.5 frames past the end: not padding
+    assert frames_covering_audio(25, 16000, 16000, frame_rate(25)) == 25  # exact
