@@ -68,8 +68,10 @@ def files_note(title: str, how_to: str, set_name: str, file_ids: list[str]) -> s
         file = manifest.files[file_id]
         where = f"[download]({file.url})" if file.published else "**not published yet**"
         lines.append(f"- `{file.filename}` in `ComfyUI/models/{file.folder}/`: {where} ({file.size_text()})")
+    required = {file.id for file in model_set.files(required_only=True)}
+    optional_flag = "" if set(file_ids) <= required else " --with-optional"  # only when the graph needs one
     lines += ["", f"Check them: `{CLI} verify --set {set_name}`; fetch the published ones: "
-              f"`{CLI} download --set {set_name} --with-optional` (run in the pack's folder)."]
+              f"`{CLI} download --set {set_name}{optional_flag}` (run in the pack's folder)."]
     if model_set.status != "ready":
         lines += ["", "**The Beyond Monologue adapter has not been published yet.** Until it is, this workflow runs "
                   f"with generated smoke weights (`{CLI} smoke --out <ComfyUI folder> --set {set_name}`, or "
