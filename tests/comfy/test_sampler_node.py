@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from sampler_fixtures import core, duplex_audio, patched_model
-from tiny_wan_vae import wan21_vae_state_dict, wan22_vae_state_dict
+from tiny_wan_vae import wan21_vae_state_dict
 from wan_fixtures import conditioning
 
 
@@ -146,17 +144,6 @@ def test_wrong_inputs_get_clear_errors(bm, node, wan21, wan21_vae, portrait):
         assert message in node.validate_inputs(**values)
 
 
-@pytest.fixture(scope="module")
-def wan22_vae(comfy):
-    """ComfyUI's VAE on a generated full-size Wan2.2 VAE (ComfyUI hard-codes its width)."""
-    import comfy.model_management
-    import comfy.sd
-
-    vae = comfy.sd.VAE(sd=wan22_vae_state_dict())
-    yield vae
-    del vae
-    comfy.model_management.unload_all_models()  # drop ComfyUI's reference to the 2.8 GB model
-    gc.collect()
 
 
 def test_wan22_5b_with_the_past_end_guide_decodes_with_vae_decode(bm, node, wan22_vae, portrait):

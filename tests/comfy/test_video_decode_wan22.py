@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-
-import pytest
 import torch
-from tiny_wan_vae import wan22_vae_state_dict
-
-
-@pytest.fixture(scope="module")
-def wan22_vae(comfy):
-    """ComfyUI's ``comfy.sd.VAE`` on a generated Wan2.2 VAE checkpoint (what Load VAE does after reading the file)."""
-    import comfy.model_management
-    import comfy.sd
-
-    vae = comfy.sd.VAE(sd=wan22_vae_state_dict())
-    yield vae
-    del vae
-    comfy.model_management.unload_all_models()  # drop ComfyUI's reference to the 2.8 GB model
-    gc.collect()
 
 
 def test_wan22_latent_decodes_like_vae_decode_with_audio(pack_nodes, pack, wan22_vae):
