@@ -14,6 +14,7 @@ from .turns import Turns, mask_to_turns, turns_to_mask
 
 SPEAKER_CHOICES = ("speaker_1", "speaker_2")
 EDGE_RAMP_S = 0.01
+DUAL_MONO_CORRELATION = 0.99
 
 
 def speaker_index(avatar_speaker: str) -> int:
@@ -30,15 +31,19 @@ def speaker_index(avatar_speaker: str) -> int:
 def smooth_mask(mask: torch.Tensor, sample_rate: int, ramp_s: float = EDGE_RAMP_S) -> torch.Tensor:
     """Float gain ``[T]`` in 0..1 from a boolean mask ``[T]`` with raised-cosine edges of ``ramp_s`` seconds.
 
-    The ramps avoid clicks where a turn cuts speech. Inside a turn the gain is exactly 1, and
-    ``ramp_s / 2`` seconds away from every turn it is exactly 0.
+    The ramps lie outside the turns and avoid clicks where a turn cuts speech: the mask is
+    widened by half a ramp on each side and then smoothed with a Hann window one ramp long, so
+    inside a turn the gain is exactly 1, it falls continuously to 0 over the ramp, and from one
+    ramp away from every turn it is exactly 0.
     """
     ramp = max(1, round(ramp_s * sample_rate))
     if ramp < 3:
         return mask.float()
+    half = ramp // 2
+    widened = torch.nn.functional.max_pool1d(mask.float().view(1, 1, -1), 2 * half + 1, stride=1, padding=half)
     window = torch.hann_window(ramp + 2, periodic=False)[1:-1]
     window = window / window.sum()
-    gain = torch.nn.functional.conv1d(mask.float().view(1, 1, -1), window.view(1, 1, -1), padding=ramp // 2)
+    gain = torch.nn.functional.conv1d(widened, window.view(1, 1, -1), padding=half)
     gain = gain.view(-1)[: mask.shape[0]].clamp(0.0, 1.0)
     return torch.where(mask, torch.ones_like(gain), gain)
 
@@ -67,6 +72,10 @@ def energy_activity(signal: torch.Tensor, sample_rate: int, frame_s: float = 0.0
 def split_stereo(waveform: torch.Tensor, sample_rate: int, avatar: int) -> tuple[torch.Tensor, torch.Tensor, Turns]:
     """Stereo mode: the avatar's channel is its talk stream, the other channel its listen stream.
 
+    Each channel is gated with its own turns (found with :func:`energy_activity`, edges smoothed
+    with :func:`smooth_mask`), so the other speaker's crosstalk and room noise between turns
+    become silence, as in the other modes.
+
     Args:
         waveform: ``[2, T]`` float32, channel 0 (left) = speaker_1, channel 1 (right) = speaker_2.
         sample_rate: Hz.
@@ -77,16 +86,30 @@ def split_stereo(waveform: torch.Tensor, sample_rate: int, avatar: int) -> tuple
         and keyed ``speaker_1``/``speaker_2``.
 
     Raises:
-        BMInputError: the input is not stereo.
+        BMInputError: the input is not stereo, or both channels carry the same signal (dual mono).
     """
     if waveform.shape[0] != 2:
         raise BMInputError("conversation", f"has {waveform.shape[0]} channel(s); stereo mode needs 2 (one speaker each).",
                            "use mode 'diarize' for a mono recording or 'turns' with the speakers' turns.")
+    if channel_correlation(waveform[0], waveform[1]) > DUAL_MONO_CORRELATION:
+        raise BMInputError("conversation", "has the same signal on both channels (dual mono), so stereo mode cannot "
+                           "tell the speakers apart.", "use mode 'diarize', or 'turns' with the speakers' turns.")
     turns: Turns = {}
+    streams = []
     for index, name in enumerate(SPEAKER_CHOICES):
         active, rate = energy_activity(waveform[index], sample_rate)
         turns[name] = mask_to_turns(active, rate, min_gap_s=0.3, min_turn_s=0.2)
-    return waveform[avatar].clone(), waveform[1 - avatar].clone(), turns
+        gain = smooth_mask(turns_to_mask(turns[name], waveform.shape[-1], sample_rate), sample_rate)
+        streams.append(waveform[index] * gain)
+    return streams[avatar], streams[1 - avatar], turns
+
+
+def channel_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two channels ``[T]`` (0.0 when either is constant)."""
+    a = a.double() - a.double().mean()
+    b = b.double() - b.double().mean()
+    norm = float(a.norm() * b.norm())
+    return float(a @ b) / norm if norm > 0 else 0.0
 
 
 def split_by_turns(waveform: torch.Tensor, sample_rate: int, turns: Turns, avatar: int,

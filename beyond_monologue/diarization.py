@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,20 +78,24 @@ class Diarization:
 def load_voice_encoder():
     """Resemblyzer's ``VoiceEncoder`` on the CPU, loaded once per process.
 
-    Its bundled ``pretrained.pt`` holds only tensors and numbers, and torch >= 2.6 loads it
-    with ``weights_only=True`` (the default; checked here because Resemblyzer does not pass it).
+    Resemblyzer loads its bundled ``pretrained.pt`` with a plain ``torch.load``, which a user's
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (or an old torch) turns into a full unpickle. The file
+    is therefore first read here with ``weights_only=True`` (explicit, so no environment variable
+    overrides it): only if it holds nothing but tensors and numbers is it handed to Resemblyzer.
 
     Raises:
-        MissingDependencyError: Resemblyzer (or its webrtcvad/librosa imports) is missing, or
-            torch is older than 2.6.
+        MissingDependencyError: Resemblyzer (or its webrtcvad/librosa imports) is missing, or its
+            weight file holds more than tensors (refused rather than unpickled).
     """
-    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
-    if (major, minor) < (2, 6):
-        raise MissingDependencyError(f"torch {torch.__version__} would unpickle Resemblyzer's weights; "
-                                     "diarization needs torch >= 2.6 (weights_only loading).")
     resemblyzer = import_optional("resemblyzer", "resemblyzer==0.1.4 (with --no-deps)",
                                   "speaker embeddings for diarization")
-    return resemblyzer.VoiceEncoder("cpu", verbose=False)
+    weights = Path(resemblyzer.__file__).resolve().parent / "pretrained.pt"
+    try:
+        torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise MissingDependencyError(f"Resemblyzer's weight file {weights} cannot be loaded as plain tensors "
+                                     f"({error}); reinstall resemblyzer==0.1.4 from PyPI.") from error
+    return resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=weights)
 
 
 def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -135,7 +140,8 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     Args:
         waveform: float32 ``[C, T]`` or ``[T]`` (channels are averaged), any sample rate.
         sample_rate: Hz.
-        on_progress: ``on_progress(done, total)`` while embedding (the slow part): progress, interruption.
+        on_progress: ``on_progress(done, total)`` while embedding (the slow part): progress, interruption;
+            also called as ``on_progress(0, 1)`` every 30 s of audio during voice activity detection.
 
     Returns:
         :class:`Diarization` with the turns of ``speaker_1`` and ``speaker_2`` (seconds).
@@ -147,7 +153,8 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     cluster = import_optional("sklearn.cluster", "scikit-learn", "clustering speaker embeddings")
     ndimage = import_optional("scipy.ndimage", "scipy", "smoothing speaker labels")
     wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
-    regions = speech_regions(speech_probabilities(wav16k), wav16k.shape[0])
+    check = (lambda: on_progress(0, 1)) if on_progress else None
+    regions = speech_regions(speech_probabilities(wav16k, check), wav16k.shape[0])
     speech_s = sum(end - start for start, end in regions)
     if not regions:
         raise BMInputError("conversation", "contains no speech (voice activity detection found none).",

@@ -66,7 +66,8 @@ def config_from_shapes(shapes: dict[str, tuple[int, ...]], input_name: str = "mo
         keyword arguments for ``MelBandRoformer`` (``REAL_CONFIG`` keys).
 
     Raises:
-        BMInputError: the keys are not those of a Mel-Band RoFormer (wrong model family).
+        BMInputError: the keys are not those of a Mel-Band RoFormer (wrong model family), or the
+            model has more than one stem (a multi-instrument model, not the vocal model).
     """
     missing = [key for key in FAMILY_KEYS if key not in shapes]
     if missing:
@@ -74,12 +75,16 @@ def config_from_shapes(shapes: dict[str, tuple[int, ...]], input_name: str = "mo
         raise BMInputError(input_name, f"is not a Mel-Band RoFormer checkpoint (no '{missing[0]}'; it holds "
                            f"{len(shapes)} tensors such as {sample}).", "choose the Mel-Band RoFormer file: " + DOWNLOAD_HINT)
     keys = list(shapes)
+    stems = _count(keys, r"mask_estimators\.(\d+)\.")
+    if stems != 1:
+        raise BMInputError(input_name, f"is a Mel-Band RoFormer with {stems} stems; speech separation needs the "
+                           "one-stem vocal model.", "choose the vocal model: " + DOWNLOAD_HINT)
     heads, dim = shapes["layers.0.0.layers.0.0.to_gates.weight"]
     return {
         "dim": dim,
         "depth": _count(keys, r"layers\.(\d+)\."),
         "num_bands": _count(keys, r"band_split\.to_features\.(\d+)\."),
-        "num_stems": _count(keys, r"mask_estimators\.(\d+)\."),
+        "num_stems": stems,
         "time_transformer_depth": _count(keys, r"layers\.0\.0\.layers\.(\d+)\."),
         "freq_transformer_depth": _count(keys, r"layers\.0\.1\.layers\.(\d+)\."),
         "heads": heads,

@@ -17,7 +17,8 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
 
     Both are made zero-mean; the reference is scaled by the projection of the estimate onto it,
     and the ratio of its energy to the residual's is returned. ``inf`` for an exact match,
-    ``nan`` when the reference is silent.
+    ``-inf`` when the estimate is silent (or constant) or orthogonal to the reference, ``nan``
+    when the reference is silent.
     """
     if estimate.shape != reference.shape:
         raise ValueError(f"shapes differ: {tuple(estimate.shape)} vs {tuple(reference.shape)}")
@@ -26,8 +27,13 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
     ref_energy = float(reference.pow(2).sum())
     if ref_energy < eps:
         return math.nan
+    if float(estimate.pow(2).sum()) < eps:
+        return -math.inf
     target = reference * (float(estimate @ reference) / ref_energy)
+    target_energy = float(target.pow(2).sum())
     noise = float((estimate - target).pow(2).sum())
     if noise == 0.0:
         return math.inf
-    return 10.0 * math.log10(float(target.pow(2).sum()) / noise)
+    if target_energy == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(target_energy / noise)

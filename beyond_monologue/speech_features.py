@@ -166,7 +166,7 @@ def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, li
         order: ``"conv_features"`` (what the adapter expects) or ``"hidden_states"``.
         encoder_name: stored in ``DuplexAudio.encoder``.
         on_progress: called as ``on_progress(done, 4)`` after each of the 4 steps (VAD and encoder,
-            per stream): progress and interruption.
+            per stream) and every 30 s of audio inside VAD: progress and interruption.
 
     Returns:
         ``DuplexAudio`` with talk/listen ``[F, L, D]`` float32, activities ``[F]`` (Silero VAD
@@ -174,7 +174,8 @@ def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, li
     """
     talk16k, listen16k, frames = prepare_streams(mono_at(talk, talk_rate, SAMPLE_RATE),
                                                  mono_at(listen, listen_rate, SAMPLE_RATE), fps, num_frames)
-    steps = [lambda wav: frame_activity(wav, SAMPLE_RATE, frames, fps),
+    check = (lambda: on_progress(len(results), 4)) if on_progress else None
+    steps = [lambda wav: frame_activity(wav, SAMPLE_RATE, frames, fps, check),
              lambda wav: wav2vec2_frame_features(model, wav, frames, order, device)]
     results = []
     for wav in (talk16k, listen16k):

@@ -23,6 +23,7 @@ from .optional_deps import import_optional
 VAD_SAMPLE_RATE = 16000
 VAD_HOP = 512  # samples per Silero probability at 16 kHz (32 ms)
 VAD_RATE_HZ = VAD_SAMPLE_RATE / VAD_HOP
+VAD_BLOCK_HOPS = 938  # about 30 s of audio between Cancel checks
 _LOCK = threading.Lock()
 
 
@@ -42,21 +43,36 @@ def load_vad():
     return silero.load_silero_vad(onnx=True)
 
 
-def speech_probabilities(wav16k: torch.Tensor) -> torch.Tensor:
+def speech_probabilities(wav16k: torch.Tensor, between_blocks=None) -> torch.Tensor:
     """Silero speech probability of each 32 ms hop of 16 kHz mono audio.
+
+    The model runs hop by hop with its recurrent state carried (Silero's streaming call, as its
+    ``audio_forward`` does), in blocks of :data:`VAD_BLOCK_HOPS` hops; audio shorter than one hop
+    or not a whole number of hops is padded with silence at the end.
 
     Args:
         wav16k: float32 ``[T]`` at 16 kHz.
+        between_blocks: called with no arguments after each block of about 30 s of audio, e.g.
+            to raise on Cancel.
 
     Returns:
         float32 ``[ceil(T / 512)]`` in 0..1; entry ``i`` covers samples ``512 i .. 512 (i + 1)``.
     """
     if wav16k.numel() == 0:
         return torch.zeros(0)
+    hops = -(-wav16k.shape[0] // VAD_HOP)
+    audio = torch.nn.functional.pad(wav16k.detach().float().cpu(), (0, hops * VAD_HOP - wav16k.shape[0]))
+    audio = audio.view(1, hops * VAD_HOP)
     model = load_vad()
+    probs = []
     with _LOCK:
-        probs = model.audio_forward(wav16k.detach().float().cpu().contiguous(), VAD_SAMPLE_RATE)
-    return probs[0].float()
+        model.reset_states()
+        for block in range(0, hops, VAD_BLOCK_HOPS):
+            for hop in range(block, min(block + VAD_BLOCK_HOPS, hops)):
+                probs.append(model(audio[:, hop * VAD_HOP:(hop + 1) * VAD_HOP], VAD_SAMPLE_RATE))
+            if between_blocks:
+                between_blocks()
+    return torch.cat(probs, dim=1)[0].float()
 
 
 def speech_regions(probs: torch.Tensor, num_samples: int, threshold: float = 0.5,
@@ -88,20 +104,22 @@ def probabilities_at(probs: torch.Tensor, times_s: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.interp(times_s, centres, probs.numpy()).astype(np.float32))
 
 
-def frame_activity(waveform: torch.Tensor, sample_rate: int, num_frames: int, fps: float) -> torch.Tensor:
+def frame_activity(waveform: torch.Tensor, sample_rate: int, num_frames: int, fps: float,
+                   between_blocks=None) -> torch.Tensor:
     """Per-video-frame voice activity of one stream.
 
     Args:
         waveform: float ``[C, T]`` or ``[T]`` at ``sample_rate`` Hz.
         num_frames: video frames ``F``; frame ``i`` spans ``i / fps .. (i + 1) / fps`` seconds.
         fps: video frame rate.
+        between_blocks: see :func:`speech_probabilities` (Cancel checks).
 
     Returns:
         float32 ``[F]`` in 0..1: the Silero speech probability at each frame's centre
         (0 past the end of the audio).
     """
     wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
-    probs = speech_probabilities(wav16k)
+    probs = speech_probabilities(wav16k, between_blocks)
     times = (np.arange(num_frames) + 0.5) / float(fps)
     activity = probabilities_at(probs, times)
     activity[torch.from_numpy(times >= wav16k.shape[0] / VAD_SAMPLE_RATE)] = 0.0

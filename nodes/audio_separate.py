@@ -74,7 +74,8 @@ class BMSeparateSpeech(io.ComfyNode):
         del state
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                    offload_device=comfy.model_management.unet_offload_device())
-        comfy.model_management.load_models_gpu([patcher])
+        # a plain torch module has no ComfyUI weight casting, so it must sit wholly on one device
+        comfy.model_management.load_models_gpu([patcher], force_full_load=True)
         speech, background = separate_speech(model, waveform, sample_rate, chunk_seconds, overlaps,
                                              device=patcher.load_device, on_chunk=progress_reporter())
         return io.NodeOutput(make_audio(speech, sample_rate), make_audio(background, sample_rate))

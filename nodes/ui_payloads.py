@@ -55,7 +55,7 @@ def duplex_timeline_ui(cls, duplex: DuplexAudio, talk: dict, listen: dict) -> di
              for name in ("talk", "listen")]
     audio = None
     if talk["sample_rate"] == listen["sample_rate"]:
-        a, b = talk["waveform"].mean(dim=1), listen["waveform"].mean(dim=1)
+        a, b = (stream["waveform"].detach().float().cpu().mean(dim=1) for stream in (talk, listen))
         mix = torch.zeros(1, max(a.shape[-1], b.shape[-1]))
         mix[:, : a.shape[-1]] += a[:1]
         mix[:, : b.shape[-1]] += b[:1]

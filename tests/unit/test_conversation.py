@@ -16,15 +16,25 @@ def tone(seconds, freq, sr=SR):
     return 0.5 * torch.sin(2 * math.pi * freq * t)
 
 
-def test_stereo_split_keeps_channels_and_finds_turns():
+def test_stereo_split_keeps_each_speaker_and_silences_crosstalk():
     left = torch.cat([tone(1.0, 220), torch.zeros(SR)])
     right = torch.cat([torch.zeros(SR), tone(1.0, 330)])
-    talk, listen, turns = split_stereo(torch.stack([left, right]), SR, avatar=1)
-    assert torch.equal(talk, right) and torch.equal(listen, left)
+    bleed = 0.005  # each microphone hears the other speaker 40 dB down
+    talk, listen, turns = split_stereo(torch.stack([left + bleed * right, right + bleed * left]), SR, avatar=1)
     (s1, e1), = turns["speaker_1"]
     (s2, e2), = turns["speaker_2"]
     assert s1 == pytest.approx(0.0, abs=0.03) and e1 == pytest.approx(1.0, abs=0.03)
     assert s2 == pytest.approx(1.0, abs=0.03) and e2 == pytest.approx(2.0, abs=0.03)
+    inside_2, inside_1 = slice(int(1.05 * SR), int(1.95 * SR)), slice(int(0.05 * SR), int(0.95 * SR))
+    assert torch.equal(talk[inside_2], (right + bleed * left)[inside_2])
+    assert torch.equal(listen[inside_1], (left + bleed * right)[inside_1])
+    assert talk[: int(0.95 * SR)].abs().max() == 0 and listen[int(1.05 * SR):].abs().max() == 0  # bleed gated out
+
+
+def test_stereo_split_rejects_dual_mono():
+    voice = tone(1.0, 220)
+    with pytest.raises(BMInputError, match="same signal"):
+        split_stereo(torch.stack([voice, voice.clone()]), SR, 0)
 
 
 def test_stereo_split_rejects_mono():
@@ -51,12 +61,13 @@ def test_turns_split_needs_two_speakers_inside_audio():
         split_by_turns(mono, SR, {"a": [(5, 6)], "b": [(7, 8)]}, 0)
 
 
-def test_smooth_mask_has_exact_plateau_and_short_ramps():
+def test_smooth_mask_has_exact_plateau_and_short_continuous_ramps():
     mask = turns_to_mask([(0.5, 1.0)], 2 * SR, SR)
     gain = smooth_mask(mask, SR, ramp_s=0.01)
     assert torch.all(gain[mask] == 1.0)
-    assert gain[: int(0.494 * SR)].max() == 0 and gain[int(1.006 * SR):].max() == 0
-    assert 0 < gain[int(0.497 * SR)] < 1
+    assert gain[: int(0.489 * SR)].max() == 0 and gain[int(1.011 * SR):].max() == 0
+    assert 0 < gain[int(0.495 * SR)] < 1 and 0 < gain[int(1.005 * SR)] < 1
+    assert gain.diff().abs().max() < 0.05  # no click: a 10 ms Hann ramp steps at most ~pi/160 per sample
 
 
 @pytest.mark.parametrize("bad, fragment", [

@@ -97,6 +97,12 @@ def test_loader_refuses_other_families_damaged_and_pickled_files(tmp_path):
     with pytest.raises(BMInputError, match=r"not a \.safetensors"):
         load_state_dict_file(tmp_path / "MelBandRoformer.ckpt")
 
+    two_stems = dict(state)
+    two_stems.update({key.replace("mask_estimators.0.", "mask_estimators.1."): value
+                      for key, value in state.items() if key.startswith("mask_estimators.0.")})
+    with pytest.raises(BMInputError, match="2 stems"):
+        config_from_shapes({k: tuple(v.shape) for k, v in two_stems.items()})
+
     bad = dict(state)
     bad["band_split.to_features.0.1.weight"] = torch.zeros(32, 7, dtype=torch.float16)
     config = config_from_shapes({k: tuple(v.shape) for k, v in bad.items()})

@@ -147,7 +147,8 @@ def test_latent_windows_cover_the_right_seconds(librivox):
     calls = []
     duplex = encode_duplex(ClockModel(), talk, SR, listen, 22050, fps=25.0,
                            on_progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [call for call in dict.fromkeys(calls) if call[0]] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # after each step
+    assert calls == sorted(calls)  # VAD's Cancel checks repeat the last step's count, never go back
     assert duplex.num_frames == 133 and duplex.num_latents == 34 and duplex.feature_order == "conv_features"
     assert duplex.talk.shape == duplex.listen.shape == (133, 2, 1)
     assert float(duplex.listen_activity.max()) < 0.1 and float(duplex.talk_activity.max()) > 0.9
