@@ -65,7 +65,7 @@ def config_from_metadata(meta: dict[str, str], label: str) -> AdapterConfig:
             layout=LAYOUT_BM, model_dim=int(body["model_dim"]), num_layers=int(body["num_layers"]),
             num_heads=int(body["num_heads"]), streams=tuple(body["streams"]), qk_norm=bool(body["qk_norm"]),
             encoder=QFormerConfig(**body["qformer"]), fps=float(body.get("fps", 25.0)),
-            kernels={s: MHGKKernel.from_dict(k) for s, k in body["mhgk"].items()},
+            kernels={s: MHGKKernel.from_dict(k) for s, k in body.get("mhgk", {}).items()},
             base_model=str(body.get("base_model", "")), trained=meta.get(META_TRAINED, "true") != "false")
     except (KeyError, TypeError, ValueError) as err:
         raise BMInputError(label, f"has an unreadable '{META_CONFIG}' metadata entry ({type(err).__name__}: {err}).",

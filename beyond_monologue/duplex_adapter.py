@@ -126,6 +126,9 @@ class AudioCrossAttention(nn.Module):
 class DuplexAdapter(nn.Module):
     """Token encoders (``encoders.<stream>``) and per-block cross-attention (``blocks.N.<stream>``).
 
+    Built off the meta device it starts from :meth:`reset_parameters` (seed 0, zero output), so a
+    new adapter leaves the model unchanged; checkpoints are loaded into a meta-device instance.
+
     Args:
         config: sizes, streams and default kernels.
         operations: ``torch.nn`` (default) or a ComfyUI ops class (``comfy.ops.manual_cast``).
@@ -142,6 +145,8 @@ class DuplexAdapter(nn.Module):
             nn.ModuleDict({stream: AudioCrossAttention(config.model_dim, enc.context_dim, config.num_heads,
                                                        config.qk_norm, **kw) for stream in config.streams})
             for _ in range(config.num_layers))
+        if next(self.parameters()).device.type != "meta":  # a new adapter: defined values, identity output
+            self.reset_parameters(seed=0, zero_output=True)
 
     @property
     def streams(self) -> tuple[str, ...]:

@@ -118,5 +118,5 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
     for stream in adapter.streams:
         tokens[stream] = adapter.encode(duplex, stream, first_latent, num_latents, device, dtype)
         null[stream] = adapter.null_tokens(stream, first_latent, num_latents, device, dtype)
-    return DuplexCall(tokens=tokens, null_tokens=null, fps=duplex.fps, video_first_latent=first_latent,
-                      audio_first_latent=first_latent, **options)
+    options.setdefault("audio_first_latent", first_latent)
+    return DuplexCall(tokens=tokens, null_tokens=null, fps=duplex.fps, video_first_latent=first_latent, **options)

@@ -9,8 +9,12 @@ patched model learns which audio streams are null for which index from
 ``DuplexCall.branches`` (:func:`beyond_monologue.guidance.anchor_branches`), which the sampler
 sets on the same MODEL clone.
 
-ComfyUI's two-cond CFG hooks (``sampler_cfg_function``, ``sampler_pre/post_cfg_function``, e.g.
-from CFG-rescale nodes) are defined for a cond/uncond pair and are not applied here.
+``sampler_post_cfg_function`` hooks run on the mixed result as in ComfyUI's ``cfg_function``,
+with the fully conditional anchor as ``cond_denoised`` and the last anchor (``u``: negative
+prompt, both audio streams null, when its weight is not zero) as ``uncond_denoised``; the CFG++
+samplers (``*_cfg_pp``) need exactly this. With a single anchor (all scales 1) both are that
+anchor's prediction. ``sampler_cfg_function`` and ``sampler_pre_cfg_function`` (e.g. from
+CFG-rescale nodes) replace or edit a cond/uncond pair's mix and are not applied here.
 """
 
 from __future__ import annotations
@@ -46,4 +50,9 @@ class DuplexGuider(comfy.samplers.CFGGuider):
         mixed = outs[0] * self.anchors[0].weight
         for anchor, out in zip(self.anchors[1:], outs[1:], strict=True):
             mixed = mixed + out * anchor.weight
+        for function in model_options.get("sampler_post_cfg_function", []):
+            mixed = function({"denoised": mixed, "cond": conds[0], "uncond": conds[-1],
+                              "cond_scale": self.anchors[0].weight, "model": self.inner_model,
+                              "cond_denoised": outs[0], "uncond_denoised": outs[-1], "sigma": timestep,
+                              "model_options": model_options, "input": x})
         return mixed

@@ -130,8 +130,8 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]], audio_layers: int = 12) -> t
         KeyError: a key needed to read the sizes is missing.
     """
     model_dim = shapes["blocks.0.audio_cross_attn.proj.weight"][0]
-    num_layers = 1 + max(int(k.split(".")[1]) for k in shapes
-                         if k.startswith("blocks.") and k.endswith(".audio_cross_attn.proj.weight"))
+    num_layers = 1 + max(int(k.split(".")[1]) for k in shapes  # any key of the last block counts
+                         if k.startswith("blocks.") and ".audio_cross_attn." in k and k.split(".")[1].isdigit())
     intermediate, proj1_in = shapes["audio_proj.proj1.weight"]
     context_dim = shapes["audio_proj.norm.weight"][0]
     cfg = InfiniteTalkConfig(audio_dim=proj1_in // (5 * audio_layers), audio_layers=audio_layers,

@@ -65,7 +65,9 @@ class MHGKKernel:
 
     Attributes:
         sigma_s: per-head Gaussian width in seconds; ``0`` = frame-local, ``inf`` = global.
-        alpha: per-head bias strength (logit units, >= 0); ``inf`` = hard mask outside the kernel.
+        alpha: per-head bias strength (logit units, >= 0); ``inf`` = hard mask: every pair at a
+            non-zero time distance is masked, so the head is frame-local whatever its (finite or
+            zero) sigma; with ``sigma = inf`` the bias is 0 and the head stays global.
     """
 
     sigma_s: tuple[float, ...]
@@ -123,8 +125,8 @@ class MHGKKernel:
             subtracted from the logits; ``inf`` where ``alpha = inf`` masks a pair.
         """
         d = query_times_s.to(torch.float64).reshape(1, -1, 1) - key_times_s.to(torch.float64).reshape(1, 1, -1)
-        sigma = torch.tensor(self.sigma_s, dtype=torch.float64).reshape(-1, 1, 1)
-        alpha = torch.tensor(self.alpha, dtype=torch.float64).reshape(-1, 1, 1)
+        sigma = torch.tensor(self.sigma_s, dtype=torch.float64, device=d.device).reshape(-1, 1, 1)
+        alpha = torch.tensor(self.alpha, dtype=torch.float64, device=d.device).reshape(-1, 1, 1)
         with torch.no_grad():
             # g = 1 - exp(-d^2 / (2 sigma^2)) in [0, 1]; sigma = 0 -> (d != 0), sigma = inf -> 0.
             ratio = torch.where(d == 0, torch.zeros_like(d), d.square() / (2 * sigma.square()))

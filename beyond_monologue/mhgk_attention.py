@@ -41,6 +41,7 @@ BACKENDS = ("auto", "reference", "grouped", "augmented", "flex", "xformers", "lo
 INF_BIAS = 1000.0
 FLASH_MAX_HEAD_DIM = 256
 _CHUNK_ELEMENTS = 1 << 25  # bound on the keys copied per frame group (grouped / xformers)
+LIMIT_TABLES = {"global": "all-zero (sigma = inf)", "local": "frame-local (sigma = 0, alpha = inf, one window per frame)"}
 _failed: set[str] = set()
 _compiled_flex = None
 
@@ -64,7 +65,10 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
 
     Raises:
         ValueError: shapes that do not divide into frames/windows, an unknown backend, or
-            ``local``/``global`` asked for a table without that structure.
+            ``local``/``global`` asked for a table without that structure (checked once here,
+            from ``structure`` when given).
+        torch.cuda.OutOfMemoryError: passed on; a backend is only dropped for the rest of the
+            process (falling back to ``grouped``) when it fails for another reason.
     """
     H, Tq, Tk = bias_table.shape
     if q.shape[1] != H or k.shape[1] != H or q.shape[2] % Tq or k.shape[2] % Tk:
@@ -74,14 +78,16 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
     name = choose_backend(q, k, bias_table, structure) if backend == "auto" else backend
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown MHGK attention backend {backend!r}; use one of {BACKENDS}")
+    if name in ("local", "global") and (structure or table_structure(bias_table)) != name:
+        raise ValueError(f"backend {name!r} needs a {LIMIT_TABLES[name]} bias table")
     table = bias_table.to(device=q.device)
     if backend != "auto":
         return _IMPLEMENTATIONS[name](q, k, v, table, scale)
     try:
         return _IMPLEMENTATIONS[name](q, k, v, table, scale)
     except Exception as err:
-        if name not in ("flex", "xformers", "augmented"):
-            raise
+        if name not in ("flex", "xformers", "augmented") or isinstance(err, torch.cuda.OutOfMemoryError):
+            raise  # out of memory is this call's problem, not the backend's: keep the backend
         logging.warning("BeyondMonologue: MHGK backend %s failed (%s); using 'grouped' from now on.", name, err)
         _failed.add(name)
         return _grouped(q, k, v, table, scale)
@@ -128,14 +134,10 @@ def _reference(q, k, v, table, scale):
 
 
 def _global(q, k, v, table, scale):
-    if table_structure(table) != "global":
-        raise ValueError("backend 'global' needs an all-zero bias table (sigma = inf)")
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
 def _local(q, k, v, table, scale):
-    if table_structure(table) != "local":
-        raise ValueError("backend 'local' needs a frame-local bias table (sigma = 0, alpha = inf, one window per frame)")
     B, H, Lq, d = q.shape
     T = table.shape[1]
     qf = q.unflatten(2, (T, -1)).transpose(1, 2).reshape(B * T, H, -1, d)

@@ -238,14 +238,15 @@ class _DuplexHook:
             raise ValueError(f"duplex adapter: {x.shape[1]} tokens, expected at least {state.token_start + state.video_tokens}")
         adapter = self.adapter_patcher.model
         video = x.narrow(1, state.token_start, state.video_tokens)  # a view: updated in place
-        for branch in state.branches:
-            rows = slice(None) if branch.rows is None else branch.rows
-            residual = adapter.residual(block_index, branch.stream, video[rows], branch.tokens, branch.table,
-                                        state.backend, branch.structure)
+        # every branch reads the same tokens (parallel, IP-Adapter style): all residuals first, then the sums
+        rows = [slice(None) if branch.rows is None else branch.rows for branch in state.branches]
+        residuals = [adapter.residual(block_index, branch.stream, video[r], branch.tokens, branch.table,
+                                      state.backend, branch.structure) for branch, r in zip(state.branches, rows, strict=True)]
+        for branch, r, residual in zip(state.branches, rows, residuals, strict=True):
             if branch.rows is None:
                 video.add_(residual, alpha=branch.scale)
             else:
-                video[rows] += residual * branch.scale
+                video[r] += residual * branch.scale
         return x
 
     def forward_state(self, call: DuplexCall, grid: tuple[int, int, int], token_start: int, batch: int,

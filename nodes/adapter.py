@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import comfy.model_management
@@ -84,7 +85,8 @@ class BMApplyDuplexAdapter(io.ComfyNode):
                 io.String.Input("talk_sigma", default="", optional=True, placeholder="from the adapter file",
                                 tooltip="MHGK sigma of the Talking heads in seconds (0 = frame-local). " + per_head),
                 io.String.Input("talk_alpha", default="", optional=True, placeholder="from the adapter file",
-                                tooltip="MHGK alpha (bias strength, logits) of the Talking heads. " + per_head),
+                                tooltip="MHGK alpha (bias strength, logits) of the Talking heads; inf = hard mask: each "
+                                        "latent frame sees only its own audio window, whatever sigma (InfiniteTalk). " + per_head),
                 io.String.Input("listen_sigma", default="", optional=True, placeholder="from the adapter file",
                                 tooltip="MHGK sigma of the Listening heads in seconds (inf = global). " + per_head),
                 io.String.Input("listen_alpha", default="", optional=True, placeholder="from the adapter file",
@@ -126,7 +128,12 @@ class BMApplyDuplexAdapter(io.ComfyNode):
         for stream in cfg.streams:
             sigma, alpha = (parse_per_head(text or "", cfg.num_heads, f"{stream}_{kind}")
                             for text, kind in zip(overrides[stream], ("sigma", "alpha"), strict=True))
-            kernels[stream] = cfg.kernel(stream).with_overrides(sigma, alpha)
+            current = cfg.kernel(stream)
+            if sigma is not None and alpha is None and any(math.isinf(a) for a in current.alpha):
+                raise BMInputError(f"{stream}_sigma", f"has no effect: this adapter's {stream} alpha is inf, a hard mask "
+                                   "that keeps each latent frame's own audio window whatever sigma is.",
+                                   f"also set {stream}_alpha (e.g. 8) for a soft Gaussian kernel, or leave {stream}_sigma empty.")
+            kernels[stream] = current.with_overrides(sigma, alpha)
         if not cfg.trained:
             logging.warning("BeyondMonologue: %s holds generated (untrained) smoke weights; the audio will not drive the video.", adapter)
         patcher = comfy.model_patcher.ModelPatcher(module, load_device=comfy.model_management.get_torch_device(),

@@ -95,3 +95,13 @@ def test_validation_and_missing_files(pack, node, patches_dir):
     # a file the weights manifest knows: the message names its set and where to download it
     with pytest.raises(ValueError, match=r"https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged.*infinitetalk-wan21-14b-480p"):
         _execute(node, tiny_wan("wan22_5b"), "wan2.1_infiniteTalk_single_fp16.safetensors")
+
+
+def test_sigma_alone_on_a_hard_masked_infinitetalk_adapter_is_refused(pack, node, patches_dir):
+    name = _infinitetalk_file(pack, patches_dir, "infinitetalk_hard.safetensors", zero_proj=True)
+    wan21 = tiny_wan("wan21_i2v", seed=3)
+    with pytest.raises(ValueError, match="talk_sigma: has no effect: this adapter's talk alpha is inf"):
+        _execute(node, wan21, name, talk_sigma="0.2")
+    model = _execute(node, wan21, name, talk_sigma="0.2", talk_alpha="8")  # a soft kernel: accepted
+    _, settings = pack.beyond_monologue.wan_patch.attached_adapter(model)
+    assert settings.kernels["talk"].sigma_s == (0.2, 0.2) and settings.kernels["talk"].alpha == (8.0, 8.0)

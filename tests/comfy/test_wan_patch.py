@@ -220,3 +220,41 @@ def test_attn2_patch_path_matches_the_block_replacement_path(bm, wan22, monkeypa
     assert any(isinstance(p, wp._DuplexHook) for p in hooked.model_options["transformer_options"]["patches"]["attn2_patch"])
     got = sample(_with_call(hooked, wp.prepare_window(hooked, audio, 0, LATENTS)), 48, frames=LATENTS)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler_name", ["euler", "euler_cfg_pp"])
+def test_text_only_duplex_guidance_equals_comfyui_cfg_guider(bm, wan22, sampler_name):
+    """With talk = listen = text scale the duplex mix is plain CFG, also for CFG++ (post-CFG hook) samplers."""
+    import comfy.samplers
+
+    adapter = _adapter_patcher(bm, zero_output=False)
+    patched = bm.wan_patch.attach_duplex_adapter(wan22, adapter)
+    anchors = bm.guidance.guidance_anchors(bm.guidance.GuidanceScales(3.0, 3.0, 3.0), adapter.model.streams)
+    assert len(anchors) == 2  # c and u only
+    call = bm.wan_patch.prepare_window(patched, _audio(bm, 0), 0, 4, branches=bm.guidance.anchor_branches(anchors))
+    model = _with_call(patched, call)
+    noise = torch.randn(1, 48, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    sigmas = comfy.samplers.KSampler(model, steps=3, device="cpu", sampler=sampler_name, scheduler="simple").sigmas
+    results = []
+    for guider in (bm.duplex_guider.DuplexGuider(model, anchors), comfy.samplers.CFGGuider(model)):
+        guider.set_conds(conditioning(1), conditioning(2))
+        guider.set_cfg(3.0)
+        results.append(guider.sample(noise, torch.zeros_like(noise), comfy.samplers.sampler_object(sampler_name),
+                                     sigmas, seed=0, disable_pbar=True))
+    assert torch.isfinite(results[0]).all()
+    assert torch.allclose(results[0], results[1], atol=1e-4, rtol=1e-4)
+
+
+def test_talk_and_listen_branches_read_the_same_tokens_in_parallel(bm, wan22):
+    """Both cross-attentions see the block's tokens before either residual is added (IP-Adapter style),
+    so the order of the streams in the adapter's config does not matter."""
+    import dataclasses
+
+    outputs = []
+    for order in (("talk", "listen"), ("listen", "talk")):
+        adapter = _adapter_patcher(bm, zero_output=False)
+        adapter.model.config = dataclasses.replace(adapter.model.config, streams=order)
+        patched = bm.wan_patch.attach_duplex_adapter(wan22, adapter)
+        outputs.append(_record(patched, bm.wan_patch.prepare_window(patched, _audio(bm, 0), 0, LATENTS)))
+    assert not torch.allclose(outputs[0][0][0], _record(wan22)[0][0])  # both branches are active
+    torch.testing.assert_close(outputs[0][0][0], outputs[1][0][0], rtol=1e-5, atol=1e-6)

@@ -66,6 +66,17 @@ def test_layout_a_round_trip_keeps_config_and_kernels(tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in adapter.state_dict().items())
 
 
+def test_layout_a_without_kernels_uses_the_default_schedule(tmp_path):
+    sd, meta = smoke_state_dict("beyond_monologue", seed=0)
+    body = json.loads(meta[META_CONFIG])
+    del body["mhgk"]
+    loaded = load_adapter(_write(tmp_path, sd, {**meta, META_CONFIG: json.dumps(body)}))
+    heads = loaded.config.num_heads
+    assert loaded.config.kernels == {}
+    assert loaded.config.kernel("talk") == MHGKKernel.default("talk", heads)
+    assert loaded.config.kernel("listen") == MHGKKernel.default("listen", heads)
+
+
 def test_truncated_or_foreign_files_name_the_file(tmp_path):
     sd, meta = smoke_state_dict("beyond_monologue", seed=0)
     path = _write(tmp_path, sd, meta, "broken.safetensors")
@@ -91,6 +102,15 @@ def test_missing_unused_or_misshapen_keys_are_named(tmp_path, layout):
     for name, (broken, message) in cases.items():
         with pytest.raises(BMInputError, match=f"adapter file '{name}.safetensors': {message}"):
             load_adapter(_write(tmp_path, broken, meta or None, f"{name}.safetensors"))
+
+
+def test_infinitetalk_file_without_its_last_projection_names_that_key(tmp_path):
+    sd, _ = smoke_state_dict("infinitetalk", seed=0)
+    last = max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    key = f"blocks.{last}.audio_cross_attn.proj.weight"
+    broken = {k: v for k, v in sd.items() if k != key}
+    with pytest.raises(BMInputError, match=f"is missing key '{key}'"):
+        load_adapter(_write(tmp_path, broken, None, "no_last_proj.safetensors"))
 
 
 def test_bad_metadata_is_reported(tmp_path):

@@ -32,12 +32,21 @@ def test_zero_initialised_output_adds_exactly_nothing():
         assert torch.count_nonzero(residual) == 0
 
 
-def test_a_new_adapter_starts_with_zero_output_projections():
-    cfg = smoke_config("beyond_monologue", model_dim=DIM, num_layers=2, audio_layers=3, audio_dim=16)
+@pytest.mark.parametrize("layout", ["beyond_monologue", "infinitetalk"])
+def test_a_new_adapter_starts_as_the_identity_with_defined_weights(layout):
+    cfg = smoke_config(layout, model_dim=DIM, num_layers=2, audio_layers=3, audio_dim=16)
     adapter = DuplexAdapter(cfg)
+    assert all(torch.isfinite(p).all() for p in adapter.parameters())
     assert all(torch.count_nonzero(b[s].o.weight) + torch.count_nonzero(b[s].o.bias) == 0
-               for b in adapter.blocks for s in ("talk", "listen"))
-    assert torch.count_nonzero(adapter.blocks[0]["talk"].q.weight) > 0
+               for b in adapter.blocks for s in cfg.streams)
+    assert torch.count_nonzero(adapter.blocks[0][cfg.streams[0]].q.weight) > 0
+    duplex = DuplexAudio(*(torch.randn(9, 3, 16) for _ in range(2)), torch.ones(9), torch.ones(9), fps=25.0)
+    for stream in cfg.streams:
+        tokens = adapter.encode(duplex, stream, 0, 3)
+        assert torch.isfinite(tokens).all()
+        residual = adapter.residual(0, stream, torch.randn(1, 3 * S, DIM), tokens.reshape(1, -1, tokens.shape[-1]),
+                                    _table(adapter.config.kernel(stream), frames=3))
+        assert torch.count_nonzero(residual) == 0
 
 
 def test_frame_local_kernel_lets_a_window_drive_only_its_own_latent_frame():
@@ -117,3 +126,14 @@ def test_listen_branch_missing_from_infinitetalk_is_a_clear_error():
     audio = DuplexAudio(torch.zeros(9, 3, 16), torch.zeros(9, 3, 16), torch.ones(9), torch.ones(9), fps=25.0)
     with pytest.raises(ValueError, match="adapter: has no listen branch"):
         adapter.encode(audio, "listen", 0, 3)
+
+
+def test_prepare_duplex_call_takes_the_audio_span_from_options_when_given():
+    from beyond_monologue.duplex_call import prepare_duplex_call
+
+    adapter = _adapter("beyond_monologue", zero_output=True)
+    duplex = DuplexAudio(*(torch.randn(17, 3, 16) for _ in range(2)), torch.ones(17), torch.ones(17), fps=25.0)
+    default = prepare_duplex_call(adapter, duplex, 1, 3)
+    shifted = prepare_duplex_call(adapter, duplex, 1, 3, audio_first_latent=2)
+    assert default.video_first_latent == default.audio_first_latent == 1
+    assert shifted.video_first_latent == 1 and shifted.audio_first_latent == 2

@@ -115,3 +115,30 @@ def test_bad_shapes_and_backends_are_rejected():
         mhgk_attention(q, k, v, _table(MHGKKernel.default("talk", H)), "magic")
     with pytest.raises(ValueError, match="frame-local"):
         mhgk_attention(q, k, v, _table(MHGKKernel.default("talk", H)), "local")
+    with pytest.raises(ValueError, match="all-zero"):
+        mhgk_attention(q, k, v, _table(MHGKKernel.default("talk", H)), "global")
+
+
+def test_a_failing_fast_backend_is_dropped_but_out_of_memory_is_not(monkeypatch):
+    from beyond_monologue import mhgk_attention as module
+
+    q, k, v = _inputs(torch.float32)
+    table = _table(MHGKKernel.default("listen", H))
+    monkeypatch.setattr(module, "_failed", set())
+    monkeypatch.setattr(module, "choose_backend", lambda *args: "augmented")
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("no memory for this call")
+
+    monkeypatch.setitem(module._IMPLEMENTATIONS, "augmented", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        mhgk_attention(q, k, v, table)
+    assert module._failed == set()
+
+    def unsupported(*args):
+        raise RuntimeError("no kernel for this shape")
+
+    monkeypatch.setitem(module._IMPLEMENTATIONS, "augmented", unsupported)
+    out = mhgk_attention(q, k, v, table)
+    assert module._failed == {"augmented"}
+    assert _rel(out, mhgk_attention(q, k, v, table, "reference")) < 1e-5
