@@ -56,10 +56,12 @@ def test_infinitetalk_set_is_exactly_the_comfyui_template():
 
 
 def test_only_research_verified_hashes_are_recorded():
-    # weights.md marks these [V]; nothing else may carry a hash or size without its evidence
+    # weights.md marks the first two [V]; the Kijai VAE's is the one public download scripts pin at its
+    # Hugging Face revision (weights.md's e027f685... is an older upload); nothing else may carry a hash
+    # or size without its evidence
     verified = {"umt5_xxl_fp8_scaled": "c3355d30191f1f066b26d93fba017ae9809dce6c627dda5f6a66eaa651204f68",
                 "wav2vec2_chinese_base_fp16": "000813e441020f18cff844c969d2d5d4adc2a5ce46b2db1f23950b05d88805b4",
-                "wan21_vae_bf16_kijai": "e027f6859a9c0f4dbfbaa9d1f27b1e5f371a5b8462e8d2d74c1ee8c44c20b1a8"}
+                "wan21_vae_bf16_kijai": "1ab9a32cc2c740f6e39d80d367ce5dcc28db8c71b79b28670546b8973e9d75f9"}
     for file in load_manifest().files.values():
         assert file.sha256 == verified.get(file.id), file.id
         assert (file.sha256 is None) == (file.sha256_evidence == "unknown"), file.id
