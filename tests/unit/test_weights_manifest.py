@@ -117,7 +117,7 @@ def test_missing_file_error_names_set_folder_and_url():
     text = str(error)
     assert text.startswith("vae_name: 'Wan2_1_VAE_bf16.safetensors' is not in ComfyUI's models/vae folder.")
     assert "infinitetalk-wan21-14b-480p" in text and "ComfyUI/models/vae/" in text
-    assert "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Wan2_1_VAE_bf16.safetensors" in text
+    assert "https://huggingface.co/Kijai/WanVideo_comfy/resolve/87badb1f794c15daf51db60838a433ca08bb218f/Wan2_1_VAE_bf16.safetensors" in text
     assert "download --set infinitetalk-wan21-14b-480p" in text
 
 
