@@ -98,7 +98,9 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
     steps = len(sigmas) - 1
     sampler = comfy.samplers.sampler_object(settings.sampler_name)
     guide_latent = model.model.process_latent_in(reference.latent) if reference.position == "past_end" else None
-    pieces: list[torch.Tensor] = []
+    # the whole video, written window by window (no per-window copies kept alive, no final concatenation)
+    video = torch.empty((1, reference.latent.shape[1], duplex.num_latents, *reference.latent.shape[-2:]),
+                        dtype=torch.float32, device=comfy.model_management.intermediate_device())
     previous: torch.Tensor | None = None
     for window in windows:
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -122,10 +124,11 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
         samples = guider.sample(noise, latent, sampler, sigmas,
                                 denoise_mask=mask, callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
                                 seed=seed)
-        previous = samples.to(comfy.model_management.intermediate_device(), torch.float32)
-        pieces.append(previous[:, :, window.motion_latents:])
+        previous = samples.to(video.device, torch.float32)
+        video[:, :, window.first_latent + window.motion_latents:window.first_latent + window.num_latents] = \
+            previous[:, :, window.motion_latents:]
         del samples, guider, windowed, call
-    return torch.cat(pieces, dim=2)
+    return video
 
 
 def _window_latent(model, window: Window, previous: torch.Tensor | None,

@@ -23,6 +23,7 @@ from .types import DuplexAudioType
 MAX_SIZE = 16384  # ComfyUI's nodes.MAX_RESOLUTION
 SIZE_STEP = 16  # the smallest multiple any Wan backbone needs (Wan2.1 VAE 8 x patch 2); Wan2.2-5B needs 32
 MAX_MOTION_LATENTS = 16
+MAX_WINDOW_FRAMES = 1001
 KERNEL_INPUTS = ("talk_sigma", "talk_alpha", "listen_sigma", "listen_alpha")
 
 
@@ -82,7 +83,7 @@ class BMSampler(io.ComfyNode):
                 _scale_input("cfg_talk", 4.0, "the talking stream, the avatar's own speech: lip sync (t - l)"),
                 _scale_input("cfg_listen", 3.0, "the listening stream, the other person's speech: reactions (l - u); "
                              "no effect with a talk-only adapter (InfiniteTalk)"),
-                io.Int.Input("window_frames", default=81, min=5, max=1001, step=4,
+                io.Int.Input("window_frames", default=81, min=5, max=MAX_WINDOW_FRAMES, step=4,
                              tooltip="Frames per sampling window (4n+1; 81 = 21 latents = 3.24 s at 25 fps, what "
                                      "the models were trained on). The last window is shortened to the audio."),
                 io.Int.Input("motion_latents", default=3, min=1, max=MAX_MOTION_LATENTS,
@@ -113,17 +114,13 @@ class BMSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, width=None, height=None, window_frames=None, motion_latents=None, talk_sigma="",
                         talk_alpha="", listen_sigma="", listen_alpha="") -> bool | str:
-        """Widget values (linked values arrive as None and are checked when the node runs)."""
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, int) and (value < 32 or value % SIZE_STEP):
-                return f"{name}: is {value}; use a multiple of {SIZE_STEP} from 32 (32 for Wan2.2-TI2V-5B)."
-        if isinstance(window_frames, int):
-            if window_frames < 5 or not is_valid_frame_count(window_frames):
-                return f"window_frames: is {window_frames}; use 4n+1 frames from 5 (e.g. 81)."
-            latents = latent_count(window_frames)
-            if isinstance(motion_latents, int) and not 1 <= motion_latents < latents:
-                return (f"motion_latents: is {motion_latents} but a window of {window_frames} frames has {latents} "
-                        f"latents; use 1 to {latents - 1}.")
+        """Widget values (linked values arrive as None and are checked when the node runs).
+
+        ComfyUI skips its own min/max checks for inputs named here, so the ranges are checked again.
+        """
+        problem = _setting_problem(width, height, window_frames, motion_latents)
+        if problem:
+            return str(problem)
         texts = {"talk_sigma": talk_sigma, "talk_alpha": talk_alpha, "listen_sigma": listen_sigma, "listen_alpha": listen_alpha}
         for name, text in texts.items():
             if isinstance(text, str):
@@ -138,6 +135,9 @@ class BMSampler(io.ComfyNode):
                 scheduler, shift, cfg_text, cfg_talk, cfg_listen, window_frames, motion_latents, guide_position,
                 guide_offset, clip_vision_output=None, talk_sigma="", talk_alpha="", listen_sigma="",
                 listen_alpha="") -> io.NodeOutput:
+        problem = _setting_problem(width, height, window_frames, motion_latents)
+        if problem:
+            raise problem
         info = backbone(model)
         adapter_patcher, adapter_settings = require_adapter(model)
         trained_fps = adapter_patcher.model.config.fps
@@ -160,6 +160,26 @@ class BMSampler(io.ComfyNode):
         return io.NodeOutput({"samples": samples})
 
 
+def _setting_problem(width, height, window_frames, motion_latents) -> BMInputError | None:
+    """What is wrong with the size and window values (None for a value not known yet, e.g. linked), or None."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, int) and (not 32 <= value <= MAX_SIZE or value % SIZE_STEP):
+            return BMInputError(name, f"is {value}.", f"use a multiple of {SIZE_STEP} from 32 to {MAX_SIZE} "
+                                "(of 32 for Wan2.2-TI2V-5B), e.g. 1280x704 or 832x480.")
+    if isinstance(motion_latents, int) and not 1 <= motion_latents <= MAX_MOTION_LATENTS:
+        return BMInputError("motion_latents", f"is {motion_latents}.", f"use 1 to {MAX_MOTION_LATENTS} (default 3); "
+                            "each window needs at least one latent from the previous one to continue smoothly.")
+    if isinstance(window_frames, int):
+        if not 5 <= window_frames <= MAX_WINDOW_FRAMES or not is_valid_frame_count(window_frames):
+            return BMInputError("window_frames", f"is {window_frames}.",
+                                f"use 4n+1 frames from 5 to {MAX_WINDOW_FRAMES} (e.g. 81).")
+        latents = latent_count(window_frames)
+        if isinstance(motion_latents, int) and motion_latents >= latents:
+            return BMInputError("motion_latents", f"is {motion_latents} but a window of {window_frames} frames has "
+                                f"{latents} latents.", f"use 1 to {latents - 1}, or longer windows.")
+    return None
+
+
 def _check_vae(vae, info, width: int, height: int) -> None:
     latent_channels = getattr(vae, "latent_channels", None)
     if latent_channels != info.latent_channels:
@@ -167,7 +187,7 @@ def _check_vae(vae, info, width: int, height: int) -> None:
                            "use wan2.2_vae with Wan2.2-TI2V-5B and wan_2.1_vae with Wan2.1 (Load VAE).")
     multiple = vae.spacial_compression_encode() * info.patch_size[1]
     for name, value in (("width", width), ("height", height)):
-        if value % multiple:
+        if value < multiple or value % multiple:
             lower = max(multiple, value - value % multiple)
             raise BMInputError(name, f"is {value} pixels; this VAE and model need a multiple of {multiple}.",
                                f"use {lower} or {lower + multiple}.")

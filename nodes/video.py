@@ -20,9 +20,9 @@ AUDIO_MISMATCH_WARN_FRAMES = 4  # one latent frame: more than the 4n+1 rounding 
 
 def _fps_input() -> io.Float.Input:
     return io.Float.Input("fps", default=25.0, min=FPS_RANGE[0], max=FPS_RANGE[1], step=0.01,
-                          tooltip="Frame rate of the video in frames per second. Use the fps the sampler rendered "
-                                  "at (25 for InfiniteTalk/MultiTalk, 24 for Wan2.2-TI2V-5B, 16 for Wan2.1), or "
-                                  "the lips drift from the audio.")
+                          tooltip="Frame rate of the video in frames per second: the fps BM Dual Stream Encode "
+                                  "aligned the audio to (25 by default, as InfiniteTalk/MultiTalk and the Beyond "
+                                  "Monologue adapter), or the lips drift from the audio.")
 
 
 def _fps_problem(fps) -> BMInputError | None:
@@ -148,13 +148,15 @@ class BMDecodeVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps=None, tile_size=None, tile_overlap=None) -> bool | str:
-        """Widget values; linked values arrive as None and are checked when the node runs."""
-        return _first_message(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
+    def validate_inputs(cls, fps=None, tiled=None, tile_size=None, tile_overlap=None) -> bool | str:
+        """Widget values; linked values arrive as None and are checked when the node runs. The tile
+        values only matter (and are only checked) when ``tiled`` is on."""
+        tiles = _tile_problem(tile_size, tile_overlap) if tiled is not False else None
+        return _first_message(tiles, _fps_problem(fps))
 
     @classmethod
     def execute(cls, latent, vae, fps, tiled, tile_size, tile_overlap, audio=None) -> io.NodeOutput:
-        _raise_first(_tile_problem(tile_size, tile_overlap), _fps_problem(fps))
+        _raise_first(_tile_problem(tile_size, tile_overlap) if tiled else None, _fps_problem(fps))
         samples = check_video_latent(latent, vae)
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None

@@ -83,16 +83,33 @@ def test_three_windows_give_the_audio_length_and_continue_from_clean_motion_late
             assert t[0, 0] == 0 and torch.all(t[0, 1:3] > 0)
 
 
-def test_same_seed_same_video_other_seed_another(bm, wan22):
+def test_same_seed_same_video_other_seed_another(bm, wan22, monkeypatch):
+    import comfy.sample
+
     duplex, ref = duplex_audio(bm, 17), reference(bm)
+    noise_seeds = []
+    prepare_noise = comfy.sample.prepare_noise
+
+    def recording_prepare_noise(latent, seed, *args, **kwargs):
+        noise_seeds.append(seed)
+        return prepare_noise(latent, seed, *args, **kwargs)
+
+    monkeypatch.setattr(comfy.sample, "prepare_noise", recording_prepare_noise)
 
     def run(seed):
         return bm.long_video.sample_long_video(wan22, conditioning(1), conditioning(2), duplex, ref, settings(bm, seed=seed))
 
     first = run(11)
+    windows = len(noise_seeds)
+    assert windows >= 2
+    # every window draws its own noise from the node's seed (not only through the previous window's motion latents)
+    assert noise_seeds == [bm.long_video.window_seed(11, k) for k in range(windows)]
+    assert len(set(noise_seeds)) == windows
     assert torch.equal(first, run(11))
     other = run(12)
-    assert not torch.allclose(first[:, :, 3:], other[:, :, 3:])  # every window's noise follows the seed
+    assert noise_seeds[2 * windows:] == [bm.long_video.window_seed(12, k) for k in range(windows)]
+    assert not torch.allclose(first[:, :, 3:], other[:, :, 3:])
+    assert first.is_contiguous() and first.untyped_storage().nbytes() == first.numel() * 4  # owns exactly the video
 
 
 def test_first_frame_on_wan22_keeps_the_reference_as_clean_latent_0(bm, wan22):

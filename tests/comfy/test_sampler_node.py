@@ -136,10 +136,17 @@ def test_wrong_inputs_get_clear_errors(bm, node, wan21, wan21_vae, portrait):
         run(node, patched_model(bm, "wan22_5b"), wan21_vae, portrait, duplex)
     with pytest.raises(ValueError, match="reference: is"):
         run(node, wan21, wan21_vae, portrait[0], duplex)
+    with pytest.raises(ValueError, match=r"width: is 0\. Fix: use a multiple of 16 from 32"):  # e.g. from a linked primitive
+        run(node, wan21, wan21_vae, portrait, duplex, width=0)
+    with pytest.raises(ValueError, match="motion_latents: is 0"):
+        run(node, wan21, wan21_vae, portrait, duplex, motion_latents=0)
     assert node.validate_inputs(width=832, height=480, window_frames=81, motion_latents=3, talk_sigma="0.04, inf") is True
-    for values, message in [({"width": 840}, "width: is 840; use a multiple of 16"),
-                            ({"window_frames": 80}, "window_frames: is 80; use 4n+1"),
+    for values, message in [({"width": 840}, "width: is 840. Fix: use a multiple of 16"),
+                            ({"height": 20000}, "height: is 20000. Fix: use a multiple of 16 from 32 to 16384"),
+                            ({"window_frames": 80}, "window_frames: is 80. Fix: use 4n+1"),
+                            ({"window_frames": 4001}, "window_frames: is 4001. Fix: use 4n+1 frames from 5 to 1001"),
                             ({"window_frames": 9, "motion_latents": 3}, "motion_latents: is 3 but a window of 9 frames has 3"),
+                            ({"window_frames": None, "motion_latents": 0}, "motion_latents: is 0. Fix: use 1 to 16"),
                             ({"talk_alpha": "strong"}, "talk_alpha: 'strong' is not a list of numbers")]:
         assert message in node.validate_inputs(**values)
 

@@ -208,8 +208,9 @@ def test_bad_inputs_name_the_input_and_the_fix(decode_node, wan21_vae, pack, sam
 
 
 def test_validate_inputs(decode_node):
-    assert decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=64) is True
-    assert "tile_overlap" in decode_node.validate_inputs(fps=25.0, tile_size=256, tile_overlap=128)
+    assert decode_node.validate_inputs(fps=25.0, tiled=True, tile_size=256, tile_overlap=64) is True
+    assert "tile_overlap" in decode_node.validate_inputs(fps=25.0, tiled=True, tile_size=256, tile_overlap=128)
+    assert decode_node.validate_inputs(fps=25.0, tiled=False, tile_size=128, tile_overlap=64) is True  # tiles unused
     assert "fps" in decode_node.validate_inputs(fps=0.0, tile_size=256, tile_overlap=64)
     assert decode_node.validate_inputs(fps=None, tile_size=None, tile_overlap=None) is True  # linked: checked at run
 
