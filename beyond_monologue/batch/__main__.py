@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds the server may stay unreachable before the run stops (default: %(default)s)")
     parser.add_argument("--include-previews", action="store_true", help="also download temp files (previews)")
     parser.add_argument("--skip-failed", action="store_true", help="do not try again jobs that failed in an earlier run")
-    parser.add_argument("--redo", action="append", default=[], metavar="NAME", help="run a done job again (repeatable)")
+    parser.add_argument("--redo", action="append", default=[], metavar="NAME",
+                        help="run a job again, once (repeatable): re-running the same command after Ctrl-C or an "
+                             "abort resumes the request instead of redoing the job again; a job still queued or "
+                             "running is followed, not queued twice. After a run that finished, --redo runs it again"),
     parser.add_argument("--dry-run", action="store_true", help="check the workflow and every job against the server, queue nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -1,8 +1,9 @@
 """Job files (CSV or JSONL) and the mapping of their columns onto workflow inputs.
 
 A job is one row (CSV) or one JSON object per line (JSONL). The ``name`` column is required: it
-names the job's output folder and identifies the job in the journal, so it must be unique and a
-plain file name. Every other column is either
+names the job's output folder and identifies the job in the journal, so it must be a plain file
+name, unique regardless of case (``Job1`` and ``job1`` would share one folder on macOS and
+Windows). Every other column is either
 
 * a direct target ``NODE_ID.INPUT_NAME`` (e.g. ``12.seed``; the node id is the key of the node in
   the API-format workflow, the input name may itself contain dots, e.g. ``7.mode.audio_2``), or
@@ -151,7 +152,8 @@ def read_jobs(path: str | Path, mapping: dict[str, Target] | None = None) -> lis
         The jobs in file order.
 
     Raises:
-        BatchSetupError: listing every problem: missing/duplicate/unsafe names, columns that are
+        BatchSetupError: listing every problem: missing/unsafe names, names used twice (compared
+            case-insensitively; both lines are named), columns that are
             neither mapped nor ``NODE_ID.INPUT_NAME``, two columns on one target, no job at all.
     """
     path = Path(path)
@@ -162,7 +164,7 @@ def read_jobs(path: str | Path, mapping: dict[str, Target] | None = None) -> lis
         raise BatchSetupError([f"cannot read the job file {path} ({error})"]) from None
     problems: list[str] = []
     jobs: list[Job] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[str, int]] = {}  # casefolded name -> (name as written, line)
     for line, row in rows:
         where = f"{path.name} line {line}"
         name = row.get(NAME_COLUMN)
@@ -174,10 +176,13 @@ def read_jobs(path: str | Path, mapping: dict[str, Target] | None = None) -> lis
             problems.append(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-' "
                             "(it becomes the job's output folder)")
             continue
-        if name in seen:
-            problems.append(f"{where}: name {name!r} is already used on line {seen[name]}")
+        key = name.casefold()
+        if key in seen:
+            first, first_line = seen[key]
+            same = "" if first == name else f" as {first!r} (names differing only in case share one folder on macOS and Windows)"
+            problems.append(f"{where}: name {name!r} is already used on line {first_line}{same}")
             continue
-        seen[name] = line
+        seen[key] = (name, line)
         job = Job(name=name, line=line)
         for column, value in row.items():
             if column == NAME_COLUMN or value is None or (isinstance(value, str) and not value.strip()):

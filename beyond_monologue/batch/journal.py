@@ -12,8 +12,15 @@ up to the last finished step. Events of a job, in order:
 * ``finished``  -- the prompt ended; ``status`` and, on success, the output files to download.
 * ``downloaded``-- the job's files are in the output folder (``files``, relative paths).
 * ``failed``    -- ``error`` (and ComfyUI's ``node_errors`` for a rejected prompt).
+* ``redo``      -- ``--redo`` asked to run the job again. It does not change the job's status;
+  the request is *open* until a ``run_end`` line and *pending* until the job's next ``submitted``
+  (or a ``run_end``). A re-run with the same ``--redo`` while the request is open does not
+  record (or carry out) a second one.
 
-Batch-level events have no job: ``batch`` (first line: ``batch_id``) and ``run`` (each invocation).
+Batch-level events have no job: ``batch`` (first line: ``batch_id``), ``run`` (each invocation)
+and ``run_end`` (a run went through every job; a run stopped by Ctrl-C, a crash or an unreachable
+server has none). ``run_end`` closes every open ``redo`` request.
+
 A truncated last line (the process was killed while writing it) is ignored on replay.
 """
 
@@ -42,6 +49,10 @@ class JobState:
         error: the failure message (from ``failed``).
         fingerprint: the job's values hash at its latest submission.
         submissions: how many times the job was submitted, over all runs.
+        redo_open: a ``redo`` was requested and no run has ended since: a re-run with the same
+            ``--redo`` resumes that request instead of making another.
+        redo_pending: a ``redo`` was requested and the job has not been submitted since (nor
+            has a run ended): the next run queues it, with or without ``--redo``.
     """
 
     status: str = "new"
@@ -51,6 +62,8 @@ class JobState:
     error: str = ""
     fingerprint: str = ""
     submissions: int = 0
+    redo_open: bool = False
+    redo_pending: bool = False
 
 
 @dataclass
@@ -64,13 +77,18 @@ class Replay:
 
 
 def apply_event(state: JobState, entry: dict) -> None:
-    """Fold one job event into its state."""
+    """Fold one job event into its state (``redo`` sets the redo flags and keeps the status)."""
     event = entry["event"]
+    if event == "redo":
+        state.redo_open = True
+        state.redo_pending = state.status not in ("submitted", "queued")  # in flight: that prompt is the redo
+        return
     state.status = event
     if event == "submitted":
         state.prompt_id = entry["prompt_id"]
         state.fingerprint = entry.get("fingerprint", "")
         state.submissions += 1
+        state.redo_pending = False
         state.outputs, state.files, state.error = [], [], ""
     elif event == "finished":
         state.outputs = entry.get("outputs", [])
@@ -91,16 +109,26 @@ def replay(path: str | Path) -> Replay:
         for line in src:
             try:
                 entry = json.loads(line)
-                event = entry["event"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict) or "event" not in entry:
                 result.damaged_lines += 1
                 continue
             result.events.append(entry)
-            if event == "batch":
-                result.batch_id = result.batch_id or entry.get("batch_id")
-            elif entry.get("job"):
+            if entry.get("job"):
                 apply_event(result.jobs.setdefault(entry["job"], JobState()), entry)
+            else:
+                apply_batch_event(result, entry)
     return result
+
+
+def apply_batch_event(result: Replay, entry: dict) -> None:
+    """Fold one batch-level event: ``batch`` sets the batch id, ``run_end`` closes redo requests."""
+    if entry["event"] == "batch":
+        result.batch_id = result.batch_id or entry.get("batch_id")
+    elif entry["event"] == "run_end":
+        for state in result.jobs.values():
+            state.redo_open = state.redo_pending = False
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -151,6 +179,8 @@ class Journal:
         self.state.events.append(entry)
         if job:
             apply_event(self.job(job), entry)
+        else:
+            apply_batch_event(self.state, entry)
         if self.listener is not None:
             self.listener(entry)
         return entry

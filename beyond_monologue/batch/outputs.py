@@ -8,13 +8,14 @@ saved results; ``temp`` ones are previews (downloaded only when asked).
 A job's files go to ``<out>/<job name>/<node id>_<name>`` where ``<name>`` is ComfyUI's file name
 without its counter (``talk_00007_.flac`` -> ``talk.flac``). The names are the same whichever run
 or server counter produced the files, so a job that is downloaded again (after a crash) replaces
-its files instead of adding a second copy.
+its files instead of adding a second copy. Before a file is written, :func:`local_destination`
+checks that its path stays inside the job's folder (node ids come from the server's history).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 _COUNTER_RE = re.compile(r"_\d{5,}_(?=\.[^.]+$)|_\d{5,}_$")
 
@@ -59,3 +60,17 @@ def _unique(name: str, used: set[str]) -> str:
         candidate = f"{stem}_{n}{dot}{ext}"
     used.add(candidate)
     return candidate
+
+
+def local_destination(job_dir: str | Path, local: str) -> Path:
+    """The path an output's ``local`` name is written to: ``job_dir / local``, resolved.
+
+    Raises:
+        ValueError: the path resolves outside ``job_dir`` or to ``job_dir`` itself (a node id or
+            file name with ``..``, a separator or an absolute path in it).
+    """
+    folder = Path(job_dir).resolve()
+    dest = (folder / local).resolve()
+    if dest == folder or not dest.is_relative_to(folder):
+        raise ValueError(f"its local name {local!r} resolves to {dest}, outside the job's folder {folder}")
+    return dest

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ UPLOAD_FLAGS = ("image_upload", "audio_upload", "video_upload")
 _VALUE_KINDS = {"INT": "int", "FLOAT": "float", "BOOLEAN": "bool", "STRING": "string", "*": "any"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+_NODE_ID_RE = re.compile(r"[A-Za-z0-9_:-]+")  # node ids name downloaded files: <node id>_<name>
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ def load_workflow(path: str | Path) -> dict:
     """Read an API-format workflow (``{"node_id": {"class_type": ..., "inputs": {...}}}``).
 
     Raises:
-        BatchSetupError: unreadable, not JSON, a UI-format workflow, or a node without class_type/inputs.
+        BatchSetupError: unreadable, not JSON, a UI-format workflow, a node id with characters
+            other than letters, digits, ``_``, ``:`` and ``-`` (it becomes part of a local file
+            name), or a node without class_type/inputs.
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -56,6 +60,10 @@ def load_workflow(path: str | Path) -> dict:
                                "in ComfyUI use Workflow > Export (API), or take the twin under workflows/api/"])
     if not isinstance(data, dict) or not data:
         raise BatchSetupError([f"workflow {path}: expected a JSON object of nodes keyed by node id"])
+    unsafe = [repr(k) for k in data if not _NODE_ID_RE.fullmatch(k)]
+    if unsafe:
+        raise BatchSetupError([f"workflow {path}: node id(s) {', '.join(unsafe)} may only use letters, digits, "
+                               "'_', ':' and '-' (node ids name the downloaded files)"])
     bad = [str(k) for k, v in data.items() if not isinstance(v, dict) or "class_type" not in v
            or not isinstance(v.get("inputs"), dict)]
     if bad:

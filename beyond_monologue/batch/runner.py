@@ -9,13 +9,20 @@ On start the journal decides each job's way in (:meth:`BatchRunner._plan`):
 
 * ``downloaded`` with its files present -- skipped;
 * ``finished`` (or ``downloaded`` with files missing) -- downloaded again;
-* ``submitted``/``queued`` -- followed: a prompt the server still has (pending, running or in
-  its history) is never queued twice; one it does not know (restart, or a crash before the
-  POST) is queued again;
+* ``submitted``/``queued`` -- followed, even with ``--redo``: a prompt the server still has
+  (pending, running or in its history) is never queued twice; one it does not know is queued
+  again (``lost``). A ``queued`` one was lost by a server restart and uses up a try; a
+  ``submitted`` one was never confirmed by the server (the client stopped between journalling
+  it and the POST) and is queued again without using a try;
+* a pending ``redo`` request -- queued (see :class:`BatchOptions` ``redo``);
 * ``lost``, ``failed`` or never seen -- queued (failed ones again unless ``skip_failed``).
+
+A run that goes through every job ends with a ``run_end`` line; a run stopped early (Ctrl-C,
+crash, :class:`BatchAborted`) has none, so the next run resumes it.
 
 Failures: a rejected prompt (``PromptRejected``: ComfyUI's validation) and an execution error
 fail the job at once; a lost prompt or an out-of-memory error is retried ``retries`` times. An
+output whose local path would leave the job's folder fails the job. An
 unreachable server (connection refused/reset, HTTP 5xx) is retried with backoff for
 ``server_timeout_s`` seconds, then the run stops with :class:`BatchAborted` (journal intact).
 """
@@ -33,7 +40,7 @@ from pathlib import Path
 from ..comfy_client import ComfyClient, ComfyError, ComfyUnavailable, PromptLost, PromptRejected
 from .jobs import BatchSetupError, Job
 from .journal import Journal
-from .outputs import output_files
+from .outputs import local_destination, output_files
 from .patching import file_digest, job_fingerprint, patch_prompt
 from .progress import BatchProgress
 from .report import JobOutcome, write_report
@@ -62,7 +69,13 @@ class BatchOptions:
         server_timeout_s: seconds the server may stay unreachable before the run is aborted.
         include_temp: also download ``temp`` files (previews).
         skip_failed: leave jobs that failed in an earlier run failed instead of trying again.
-        redo: names of done jobs to run again.
+        redo: names of jobs to run again. Each request is written to the journal (``redo``) and
+            carried out once: a re-run with the same ``redo`` after a run that stopped early
+            (Ctrl-C, crash, unreachable server) resumes the request instead of running the job
+            yet again; after a run that went through to its end, ``redo`` is a new request. A
+            job whose prompt is still queued or running is followed, and that prompt counts as
+            the redo (no second copy is queued). A redo also runs a failed job under
+            ``skip_failed``.
         progress: draw progress bars.
     """
 
@@ -108,6 +121,9 @@ class BatchRunner:
     def run(self) -> list[JobOutcome]:
         """Run every job not done yet; returns one outcome per job, in file order.
 
+        When every job has ended (done, skipped or failed) the journal gets a ``run_end`` line,
+        which closes this run's ``redo`` requests; an exception (Ctrl-C included) leaves none.
+
         Raises:
             BatchAborted: the server stayed unreachable (outcomes and report are written first).
             BatchSetupError: another run holds this output folder.
@@ -131,6 +147,7 @@ class BatchRunner:
                     if not self.inflight:
                         break
                     self._follow(self.inflight.popleft())
+                self.journal.record("run_end")
             except BatchAborted as error:
                 aborted = str(error)
                 raise
@@ -156,22 +173,37 @@ class BatchRunner:
             yield
 
     def _plan(self) -> list[str]:
-        """Sort jobs by their journal state into skipped, to download, to follow and to queue."""
+        """Sort jobs by their journal state into skipped, to download, to follow and to queue.
+
+        Each ``redo`` name gets a ``redo`` journal line unless its request from an earlier run
+        is still open (that run stopped early); a job in flight is followed, never queued twice.
+        Returns the jobs to download again.
+        """
         downloads = []
         for name, job in self.jobs.items():
             state = self.journal.job(name)
             outcome = self.outcomes[name]
-            if name in self.options.redo:
+            in_flight = state.status in ("submitted", "queued")
+            if name in self.options.redo and not state.redo_open:
+                self.journal.record("redo", name, prompt_id=state.prompt_id)
+                if in_flight:
+                    outcome.warnings.append("--redo: its prompt from an earlier run is still queued or running; "
+                                            "that prompt is followed instead of queueing a copy")
+            if in_flight:
+                self.inflight.append(name)
+            elif state.redo_pending:
                 self.todo.append(name)
             elif state.status == "downloaded" and all((self.out_dir / f).is_file() for f in state.files):
                 outcome.status, outcome.files = "skipped", list(state.files)
-                if state.fingerprint and state.fingerprint != job_fingerprint(job):
+                if name in self.options.redo:
+                    outcome.warnings.append("--redo: an earlier run of this batch, stopped before its end, already ran "
+                                            "it again; the request is not repeated (once a run has gone through to its "
+                                            "end, --redo runs it again)")
+                elif state.fingerprint and state.fingerprint != job_fingerprint(job):
                     outcome.warnings.append("its values or files changed since it was done; "
                                             f"the old result is kept (--redo {name} runs it again)")
             elif state.status in ("finished", "downloaded") and state.outputs:
                 downloads.append(name)
-            elif state.status in ("submitted", "queued"):
-                self.inflight.append(name)
             elif state.status == "failed" and self.options.skip_failed:
                 outcome.status, outcome.error = "failed", state.error
             else:
@@ -229,8 +261,16 @@ class BatchRunner:
             result = self.client.wait(prompt_id, self.options.job_timeout_s, self.progress.on_event,
                                       down_timeout_s=self.options.server_timeout_s)
         except PromptLost:
-            self.journal.record("lost", name, prompt_id=prompt_id)
-            self._retry_or_fail(name, "the server lost the prompt (it restarted while the job was queued or running)")
+            # only `submitted`: the server never confirmed the prompt (the client stopped before or
+            # during the POST), so no try of the job was used up
+            was_queued = self.journal.job(name).status != "submitted"
+            self.journal.record("lost", name, prompt_id=prompt_id, was_queued=was_queued)
+            if was_queued:
+                self._retry_or_fail(name, "the server lost the prompt (it restarted while the job was queued or running)")
+            else:
+                self.progress.message(f"job {name}: the server never confirmed its prompt (the last run stopped "
+                                      "while queueing it); queueing it again, not counted as a retry")
+                self.todo.appendleft(name)
             return
         except ComfyUnavailable as error:
             raise BatchAborted(str(error)) from None
@@ -257,12 +297,22 @@ class BatchRunner:
             self._fail(name, message)
 
     def _download(self, name: str) -> None:
-        """Download the files of a finished job into ``out_dir/<name>/``."""
+        """Download the files of a finished job into ``out_dir/<name>/``.
+
+        The job fails, with nothing of it downloaded, when any output's local path would
+        resolve outside that folder (see :func:`.outputs.local_destination`).
+        """
         state = self.journal.job(name)
         if not state.outputs:
             self._fail(name, "finished without saving any output file (does the workflow end in a Save node? "
                              "previews are downloaded only with --include-previews)")
             return
+        for item in state.outputs:
+            try:
+                local_destination(self.out_dir / name, item["local"])
+            except ValueError as error:
+                self._fail(name, f"output {item['filename']!r} of node {item.get('node')!r} not downloaded: {error}")
+                return
         files = []
         for item in state.outputs:
             relative = f"{name}/{item['local']}"

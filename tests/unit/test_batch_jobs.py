@@ -1,6 +1,7 @@
 """Batch job files, column mapping, value checks and prompt patching (no server: object_info is given)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,7 @@ def test_dotted_input_names_split_at_the_first_dot():
 @pytest.mark.parametrize(("text", "expected"), [
     ("name,x\nj1,1\n", "column 'x' is neither mapped"),
     ("name,4.seed\nj1,1\nj1,2\n", "already used on line 2"),
+    ("name,4.seed\nJob1,1\njob1,2\n", "jobs.csv line 3: name 'job1' is already used on line 2 as 'Job1'"),
     ("name,4.seed\nbad/name,1\n", "must be letters, digits"),
     ("name,4.seed\n,1\n", "'name' column is empty"),
     ("name\n", "contains no job"),
@@ -107,6 +109,18 @@ def test_ui_format_workflow_is_refused_with_the_fix(tmp_path):
     path = write(tmp_path / "w.json", json.dumps({"nodes": [], "links": [], "version": 0.4}))
     with pytest.raises(BatchSetupError, match="Export \\(API\\)"):
         load_workflow(path)
+
+
+@pytest.mark.parametrize("node_id", ["../../../x", "a/b", "..", "3\n", "5.1", ""])
+def test_node_ids_that_could_leave_the_output_folder_are_refused(tmp_path, node_id):
+    workflow = {"1": WORKFLOW["1"], node_id: WORKFLOW["3"]}
+    with pytest.raises(BatchSetupError, match=f"node id\\(s\\) {re.escape(repr(node_id))} may only use"):
+        load_workflow(write(tmp_path / "w.json", json.dumps(workflow)))
+
+
+def test_subgraph_node_ids_are_accepted(tmp_path):
+    workflow = {"12:5": WORKFLOW["1"], "my-node_2": WORKFLOW["3"]}
+    assert load_workflow(write(tmp_path / "w.json", json.dumps(workflow))) == workflow
 
 
 def test_unknown_node_class_is_named(tmp_path):

@@ -61,3 +61,22 @@ def test_output_files_are_named_by_node_without_the_counter():
     assert files[2]["subfolder"] == "bm_batch/x/j"
     with_previews = output_files(outputs, include_temp=True)
     assert [f["local"] for f in with_previews] == ["3_frame.png", "3_frame_2.png", "3_ComfyUI_temp_ab.png", "7_talk.flac"]
+
+
+def test_a_redo_request_keeps_the_status_and_stays_open_until_a_run_ends(tmp_path):
+    journal = Journal(tmp_path)
+    journal.record("downloaded", "a", files=["a/x"])
+    journal.record("redo", "a")
+    journal.record("submitted", "b", prompt_id="p1")
+    journal.record("redo", "b")  # in flight: that prompt is the redo
+    journal.close()
+    a, b = replay(tmp_path / JOURNAL_NAME).jobs["a"], replay(tmp_path / JOURNAL_NAME).jobs["b"]
+    assert (a.status, a.redo_open, a.redo_pending) == ("downloaded", True, True)
+    assert (b.status, b.redo_open, b.redo_pending) == ("submitted", True, False)
+    journal = Journal(tmp_path)
+    journal.record("submitted", "a", prompt_id="p2")
+    assert (journal.job("a").redo_open, journal.job("a").redo_pending) == (True, False)
+    journal.record("run_end")
+    journal.close()
+    a = replay(tmp_path / JOURNAL_NAME).jobs["a"]
+    assert (a.redo_open, a.redo_pending) == (False, False)
