@@ -5,8 +5,9 @@
 
 1. checks the model files of set ``beyond-monologue-wan22-5b`` in the ComfyUI ``models`` folder
    (the weights ``verify`` logic); files that are missing are generated as smoke checkpoints
-   (untrained, real layouts and names), with a loud notice and the list of files to download;
-   a file that is present but broken stops the demo (it is never overwritten);
+   (untrained, real layouts and names) and smoke files of an older smoke format regenerated, with
+   a loud notice and the list of files to download; a file that is present but broken stops the
+   demo (it is never overwritten);
 2. starts ComfyUI with the pack (``--cpu`` unless CUDA is available), or uses ``--server``;
 3. uploads the inputs: the two-speaker ``sample.wav`` (pyannote-audio wheel), the portraits
    ``grace_hopper.jpg`` and ``astronaut.png``, and the conversation cut into each speaker's
@@ -67,7 +68,7 @@ class WeightsState:
 
     Attributes:
         reports: the verify report of every file of the set (after smoke files were written).
-        generated: files this run wrote as smoke checkpoints.
+        generated: files this run wrote (or rewrote) as smoke checkpoints.
     """
 
     reports: list[FileReport]
@@ -85,14 +86,15 @@ def log(text: str) -> None:
 
 
 def prepare_weights(models_dir: Path, check_hash: bool = True) -> WeightsState:
-    """Verify the set's files in ``models_dir`` and write smoke checkpoints for the missing ones.
+    """Verify the set's files in ``models_dir``; write smoke checkpoints for the missing ones and rewrite
+    smoke files that are not current (older smoke format or another seed; current ones are kept).
 
     Raises:
         DemoError: a required file is present but broken (wrong size, not a complete safetensors
             file, hash mismatch): it is never overwritten.
     """
     from .weights.hashing import Sha256Cache, default_cache_path
-    from .weights.smoke.generate import generate_file
+    from .weights.smoke.generate import generate_file, is_current
 
     manifest = load_manifest()
     cache = Sha256Cache(default_cache_path()) if check_hash else None
@@ -108,12 +110,14 @@ def prepare_weights(models_dir: Path, check_hash: bool = True) -> WeightsState:
                         f"the demo again.\n{manual_instructions([r.file for r in broken])}")
     generated = []
     for report in reports:
-        if report.required and report.status in (Status.MISSING, Status.UNPUBLISHED):
-            log(f"generating smoke checkpoint models/{report.file.folder}/{report.file.filename} (untrained) ...")
-            result = generate_file(report.file, models_dir)
+        if report.required and report.status in (Status.MISSING, Status.UNPUBLISHED, Status.SMOKE):
+            if report.path is None or not is_current(report.path, report.file.smoke or "", 0):
+                log(f"generating smoke checkpoint models/{report.file.folder}/{report.file.filename} (untrained) ...")
+            result = generate_file(report.file, models_dir)  # keeps a smoke file that is current
             if result.path is None:
                 raise DemoError(f"no smoke builder for {report.file.filename}; {manual_instructions([report.file])}")
-            generated.append(report.file)
+            if result.outcome == "written":
+                generated.append(report.file)
     if generated:
         reports = verify_set(manifest, DEMO_SET, models_dir, check_hash=False)
     return WeightsState(reports, generated)

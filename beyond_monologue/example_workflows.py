@@ -73,10 +73,11 @@ def files_note(title: str, how_to: str, set_name: str, file_ids: list[str]) -> s
     lines += ["", f"Check them: `{CLI} verify --set {set_name}`; fetch the published ones: "
               f"`{CLI} download --set {set_name}{optional_flag}` (run in the pack's folder)."]
     if model_set.status != "ready":
-        lines += ["", "**The Beyond Monologue adapter has not been published yet.** Until it is, this workflow runs "
-                  f"with generated smoke weights (`{CLI} smoke --out <ComfyUI folder> --set {set_name}`, or "
-                  "`bash scripts/demo.sh`), which render untrained noise: the pipeline works end to end, the "
-                  "pictures do not."]
+        lines += ["", "**The Beyond Monologue adapter has not been published yet.** Until it is, you can try the "
+                  f"graph without the real weights: `{CLI} smoke --out <ComfyUI folder> --set {set_name}` writes "
+                  "untrained stand-ins for the missing files (it never replaces a real model file), and "
+                  "`bash scripts/demo.sh` does that and renders the example. Stand-ins render noise: the pipeline "
+                  "works end to end, the pictures do not."]
     return "\n".join(lines)
 
 

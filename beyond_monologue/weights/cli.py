@@ -21,16 +21,27 @@ from .verify import models_dir_of, set_is_usable, verify_set
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_NETWORK, EXIT_DOWNLOAD_FAILED = 0, 1, 2, 3, 4
 
 
+# comfy_launcher's default --base-directory (the demo's DEFAULT_BASE): in a development checkout the
+# server it starts reads BASE/models, not the models/ of the ComfyUI checkout it runs.
+DEV_BASE = PACK_ROOT / ".comfyui" / "base"
+
+
 def default_comfyui() -> Path | None:
-    """``$COMFYUI_PATH``, else the ComfyUI this pack is installed in, else the development checkout."""
+    """The folder whose ``models/`` the commands use when ``--comfyui`` is not given.
+
+    ``$COMFYUI_PATH``, else the ComfyUI this pack is installed in (``ComfyUI/custom_nodes/<pack>``),
+    else, in a development checkout with a ComfyUI from ``scripts/setup_env.sh``, :data:`DEV_BASE`
+    (the base directory ``comfy_launcher`` and the demo start ComfyUI with); None when there is none.
+    """
     if os.environ.get("COMFYUI_PATH"):
         return Path(os.environ["COMFYUI_PATH"])
     if PACK_ROOT.parent.name == "custom_nodes" and (PACK_ROOT.parent.parent / "main.py").is_file():
         return PACK_ROOT.parent.parent
     try:
-        return find_comfyui()
+        find_comfyui()
     except FileNotFoundError:
         return None
+    return DEV_BASE
 
 
 def _comfyui_models(args) -> Path:
@@ -38,6 +49,17 @@ def _comfyui_models(args) -> Path:
     if comfyui is None:
         raise ManifestError("no ComfyUI folder found: pass --comfyui PATH (the folder that holds models/)")
     return models_dir_of(comfyui)
+
+
+def _shown(file, path: Path | None, models_dir: Path) -> str:
+    """``models/<folder>/<filename>``, plus where it was found when that is another place (alias or sub-folder)."""
+    where = f"models/{file.folder}/{file.filename}"
+    if path is None or path == file.target_path(models_dir):
+        return where
+    try:
+        return f"{where} (found as models/{path.relative_to(models_dir).as_posix()})"
+    except ValueError:
+        return f"{where} (found as {path})"
 
 
 def cmd_list(args) -> int:
@@ -68,7 +90,7 @@ def cmd_verify(args) -> int:
     print(f"{args.set} in {models_dir}:")
     for r in reports:
         need = "" if r.required else " (optional)"
-        print(f"  {r.status.value:14} models/{r.file.folder}/{r.file.filename}{need}: {r.detail}")
+        print(f"  {r.status.value:14} {_shown(r.file, r.path, models_dir)}{need}: {r.detail}")
     missing = [r.file for r in reports if not r.status.ok and r.required]
     if set_is_usable(reports):
         print("All required files are usable.")
@@ -119,6 +141,9 @@ def cmd_smoke(args) -> int:
         where = f"models/{result.file.folder}/{result.file.filename}"
         if result.outcome == "no-builder":
             print(f"  skipped  {where}: no smoke builder for {result.file.smoke or 'this file'}")
+        elif result.outcome == "not-smoke":
+            print(f"  skipped  {where}: {result.path} is not a smoke checkpoint; left untouched (smoke never "
+                  "replaces a real model file, not even with --force)")
         else:
             print(f"  {result.outcome:8} {where}: {result.size_bytes / 2**20:.1f} MiB in {result.seconds:.1f} s")
 
@@ -146,16 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     def comfy_options(p):
         p.add_argument("--set", required=True, metavar="NAME", help="model set name (see `list`)")
+        dev_base = str(DEV_BASE).replace("%", "%%")
         p.add_argument("--comfyui", type=Path, default=None,
                        help="ComfyUI folder (or --base-directory) holding models/; default: $COMFYUI_PATH, "
-                            "else the ComfyUI this pack is installed in")
+                            "else the ComfyUI this pack is installed in, else (development checkout) "
+                            f"{dev_base}, the base directory the pack's launcher and demo run ComfyUI with")
         p.add_argument("--cache", type=Path, default=default_cache_path(),
                        help="sha256 cache file (default: %(default)s)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("verify", help="check the files of a set: present, size, safetensors structure, sha256",
-                       description="Check a set's files in ComfyUI's models folder. Hashes are cached by file "
-                                   "size and modification time, so a second run is instant.")
+                       description="Check a set's files in ComfyUI's models folder (sub-folders and the alias "
+                                   "folders unet/ and clip/ count, as in ComfyUI). Hashes are cached by file "
+                                   "size, modification time, inode and ctime, so a second run is instant.")
     comfy_options(p)
     p.add_argument("--no-hash", action="store_true", help="skip sha256 (presence, size and structure only)")
     p.set_defaults(func=cmd_verify)
@@ -176,11 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="write small untrained checkpoints in the real layouts (for tests and demos)",
                        description="Generate smoke checkpoints (random values, fixed seed, real key names, dtypes "
                                    "and formats, reduced sizes where ComfyUI allows) under OUT/models/<folder>/ "
-                                   "with the real file names. Files already generated with the same seed are kept.")
+                                   "with the real file names, to try workflows without the real weights. Files "
+                                   "already generated with the same seed are kept. A file that is not a smoke "
+                                   "checkpoint (a real model, also in an alias or sub-folder) is never replaced, "
+                                   "not even with --force.")
     p.add_argument("--out", type=Path, required=True, help="folder to write models/<folder>/<file> into")
     p.add_argument("--set", action="append", metavar="NAME", help="set to generate (repeatable; default: all)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--force", action="store_true", help="regenerate files that are already current")
+    p.add_argument("--force", action="store_true",
+                   help="regenerate smoke files that are already current (files that are not smoke are kept)")
     p.set_defaults(func=cmd_smoke)
     return parser
 

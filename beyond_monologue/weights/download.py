@@ -2,17 +2,28 @@
 
 Only ever started by the user (``python -m beyond_monologue.weights download``); nothing else in
 the pack touches the network. Flow per file: a file already present and usable is kept; otherwise
-bytes go to ``<name>.part`` (resumed with an HTTP ``Range`` request when a part exists), hashed
-while they stream, checked (size, SHA-256 when known, safetensors structure), then renamed over
-the target in one ``os.replace``. Before any transfer one ``HEAD`` request per host (short timeout)
-tells whether the network works at all; when it does not, :class:`NetworkUnavailable` lists every
-file, folder and URL to fetch by hand.
+bytes go to ``<name>.part``, hashed while they stream, checked (size, SHA-256 when known,
+safetensors structure), then renamed over the target in one ``os.replace``.
+
+A part is resumed (HTTP ``Range``) only when it is known to hold the start of the same upstream
+version: ``<name>.part.etag`` records the version it came from (Hugging Face's ``X-Linked-Etag``,
+the SHA-256 of an LFS file, which its redirect carries; else the ``ETag``) and the ``ETag`` sent
+back as ``If-Range``. A part without that record, or an answer of another version (200, or a
+206 whose version differs), starts the file again from zero.
+
+Before any transfer one ``HEAD`` request per host (short timeout) tells whether the network works
+at all; when it does not, :class:`NetworkUnavailable` lists every file, folder and URL to fetch by
+hand. A dropped or broken connection (any ``OSError`` or ``http.client.HTTPException`` while
+connecting or reading, TLS errors included) is retried; a local error (disk full, no permission)
+is a :class:`DownloadError` naming the file and its folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -22,6 +33,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .hashing import CHUNK_BYTES, Sha256Cache, hash_stream_into, progress_bar
 from .manifest import Manifest, ModelFile
@@ -30,8 +42,10 @@ from .safetensors_info import completeness_problem
 from .verify import FileReport, verify_file
 
 USER_AGENT = "comfyui-beyond-monologue-weights/1"
-_RETRYABLE = (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError, TimeoutError,
-              urllib.error.URLError)
+# network trouble while connecting or reading: connection errors, timeouts, URLError, ssl.SSLError
+# (all OSError) and broken HTTP (IncompleteRead, RemoteDisconnected, ...). HTTP error answers are
+# turned into DownloadError first, and local file errors are DownloadError too, so neither is retried.
+_RETRYABLE = (http.client.HTTPException, OSError)
 
 
 class NetworkUnavailable(RuntimeError):
@@ -60,13 +74,61 @@ class DownloadResult:
     detail: str
 
 
-def _open(url: str, timeout_s: float, method: str = "GET", offset: int = 0):
+class _Version(NamedTuple):
+    """Which upstream version an answer is.
+
+    Attributes:
+        id: ``X-Linked-Etag`` (of the answer or of a redirect on the way), else ``ETag``; None when
+            the server sent neither (such a download cannot be resumed).
+        etag: the answering server's strong ``ETag``, the ``If-Range`` value of a resume; None when
+            absent or weak.
+    """
+
+    id: str | None
+    etag: str | None
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like urllib's own handler (``Range`` and ``If-Range`` go along) and keeps the
+    ``X-Linked-Etag`` a redirect carried (Hugging Face puts the LFS file's SHA-256 on its 302)."""
+
+    linked_etag: str | None = None
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        self.linked_etag = headers.get("X-Linked-Etag") or self.linked_etag
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open(url: str, timeout_s: float, method: str = "GET", offset: int = 0,
+          if_range: str | None = None) -> tuple[http.client.HTTPResponse, _Version]:
+    """Send one request (``Range`` from ``offset``, ``If-Range`` when given); returns the answer and its version.
+
+    Raises:
+        urllib.error.HTTPError: the server answered an HTTP error.
+        OSError: the server could not be reached or the connection broke (URLError, timeout, TLS).
+    """
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if if_range:
+            headers["If-Range"] = if_range
     # manifest URLs are https (http only for 127.0.0.1/localhost): checked by the manifest schema
     request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310
-    return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310
+    redirects = _Redirects()
+    response = urllib.request.build_opener(redirects).open(request, timeout=timeout_s)
+    etag = response.headers.get("ETag")
+    strong = etag if etag and not etag.startswith("W/") else None
+    return response, _Version(response.headers.get("X-Linked-Etag") or redirects.linked_etag or etag, strong)
+
+
+@contextlib.contextmanager
+def _local(path: Path, action: str):
+    """Turn an ``OSError`` of local file work on ``path`` (disk full, no permission) into a :class:`DownloadError`."""
+    try:
+        yield
+    except OSError as error:
+        raise DownloadError(f"{path.name}: cannot {action} it in {path.parent}: {error}; nothing was replaced") \
+            from None
 
 
 def probe_network(files: list[ModelFile], timeout_s: float = 5.0) -> None:
@@ -82,7 +144,7 @@ def probe_network(files: list[ModelFile], timeout_s: float = 5.0) -> None:
             continue
         seen.add(host)
         try:
-            _open(file.url, timeout_s, method="HEAD").close()
+            _open(file.url, timeout_s, method="HEAD")[0].close()
         except urllib.error.HTTPError:
             pass  # the host answered
         except (urllib.error.URLError, OSError) as error:
@@ -101,47 +163,109 @@ def _content_total(response, offset: int) -> int | None:
 
 
 class _Part:
-    """The ``<name>.part`` file of a download and the running SHA-256 of its bytes."""
+    """The ``<name>.part`` file of a download, the running SHA-256 of its bytes, and the upstream
+    version it holds (``<name>.part.etag``, JSON ``{"version": id, "etag": etag}``).
+
+    A part without a version record (left by an older tool, or from a server that sends no
+    ``ETag``) is deleted at once: its bytes cannot be shown to belong to what the server has now.
+
+    Raises:
+        DownloadError: the part or its record cannot be read or deleted.
+    """
 
     def __init__(self, target: Path, progress: bool):
         self.path = target.with_name(target.name + ".part")
+        self.version_path = target.with_name(target.name + ".part.etag")
         self.digest = hashlib.sha256()
+        if self.size() and self.version() is None:
+            self.discard()
         if self.size():
-            hash_stream_into(self.digest, self.path, progress, f"resume {target.name}: hashing partial")
+            with _local(self.path, "read the partial download"):
+                hash_stream_into(self.digest, self.path, progress, f"resume {target.name}: hashing partial")
 
     def size(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        with _local(self.path, "read the size of"):
+            return self.path.stat().st_size if self.path.exists() else 0
+
+    def version(self) -> _Version | None:
+        """The recorded upstream version of the part, or None when there is no usable record."""
+        try:
+            stored = json.loads(self.version_path.read_text())
+            version = _Version(stored["version"], stored.get("etag"))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return version if isinstance(version.id, str) and version.id else None
+
+    def discard(self) -> None:
+        """Delete the part and its version record; the digest starts again."""
+        with _local(self.path, "delete"):
+            self.path.unlink(missing_ok=True)
+            self.version_path.unlink(missing_ok=True)
+        self.digest = hashlib.sha256()
+
+    def restart(self, version: _Version) -> None:
+        """Start an empty part for ``version`` (its record is written only when the version has an id)."""
+        self.discard()
+        if version.id:
+            with _local(self.version_path, "write"):
+                self.version_path.write_text(json.dumps({"version": version.id, "etag": version.etag}))
+
+
+def _start(url: str, part: _Part, timeout_s: float) -> tuple[http.client.HTTPResponse, bool]:
+    """Open the download; returns the answer and whether it continues the part (else the whole file follows).
+
+    Raises:
+        urllib.error.HTTPError, OSError: as :func:`_open`.
+    """
+    offset = part.size()
+    stored = part.version() if offset else None
+    if offset and stored is None:
+        part.discard()
+        offset = 0
+    response, version = _open(url, timeout_s, offset=offset, if_range=stored.etag if stored else None)
+    if offset and response.status == 206 and version.id == stored.id and \
+            response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+        return response, True
+    if response.status == 206:  # a range of another version (the server ignored If-Range): ask for all of it
+        response.close()
+        response, version = _open(url, timeout_s)
+    part.restart(version)
+    return response, False
 
 
 def _transfer(url: str, part: _Part, timeout_s: float, progress: bool) -> int | None:
-    """One HTTP attempt: append to the part from its current size (or restart it); returns the total size if known."""
-    offset = part.size()
+    """One HTTP attempt: append to the part from its current size (or restart it); returns the total size if known.
+
+    Raises:
+        DownloadError: an HTTP error answer, too little disk space, or a local write error.
+        OSError, http.client.HTTPException: the connection failed or broke (retryable).
+    """
     try:
-        response = _open(url, timeout_s, offset=offset)
+        response, resumed = _start(url, part, timeout_s)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:  # nothing after offset: the part is already complete
-            return offset
+        if error.code == 416 and part.size():  # nothing after offset: the part is already complete
+            return part.size()
         raise DownloadError(f"{url} answered HTTP {error.code} {error.reason}") from None
     with response:
-        resumed = offset > 0 and response.status == 206 and \
-            response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
-        if not resumed:  # the server ignored the range: start over
-            offset = 0
-            part.digest = hashlib.sha256()
+        offset = part.size() if resumed else 0
         total = _content_total(response, offset)
         if total is not None:
-            free = shutil.disk_usage(part.path.parent).free
+            with _local(part.path, "check the free space for"):
+                free = shutil.disk_usage(part.path.parent).free
             if total - offset > free:
                 raise DownloadError(f"not enough disk space in {part.path.parent}: {total - offset:,} bytes needed, "
                                     f"{free:,} free")
-        with open(part.path, "ab" if resumed else "wb") as out, \
-                progress_bar(total or 0, part.path.name.removesuffix(".part"), progress, initial=offset) as bar:
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
+        with _local(part.path, "open"):
+            out = open(part.path, "ab")  # noqa: SIM115 -- closed by the with below; only its opening is local
+        with out, progress_bar(total or 0, part.path.name.removesuffix(".part"), progress, initial=offset) as bar:
+            while chunk := response.read(CHUNK_BYTES):  # an OSError here is the network's: retried
+                with _local(part.path, "write"):
+                    out.write(chunk)
+                    out.flush()  # on disk before it counts, so digest and part agree after any error
                 part.digest.update(chunk)
                 bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+            with _local(part.path, "write"):
+                os.fsync(out.fileno())
     return total
 
 
@@ -151,15 +275,18 @@ def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retrie
 
     Args:
         timeout_s: socket timeout of each request, in seconds.
-        retries: further attempts after a dropped connection (each resumes from the part's size).
+        retries: further attempts after a dropped or broken connection (each resumes from the part's
+            size while the server still has the same version, see the module docstring).
         backoff_s: seconds to wait before retry n is ``backoff_s * n``.
 
     Raises:
-        DownloadError: HTTP error, size or hash mismatch, incomplete safetensors, no disk space, or
-            the connection kept dropping. The ``.part`` file is kept for a later resume unless its
-            content is known to be wrong.
+        DownloadError: HTTP error, size or hash mismatch, incomplete safetensors, no disk space, a
+            local file error (named with its folder), or the connection kept failing. The ``.part``
+            file and its ``.part.etag`` record are kept for a later resume unless the content is
+            known to be wrong.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _local(target, "create the folder for"):
+        target.parent.mkdir(parents=True, exist_ok=True)
     part = _Part(target, progress)
     for attempt in range(retries + 1):
         try:
@@ -176,23 +303,26 @@ def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retrie
             raise DownloadError(f"{file.filename}: stopped at {part.size():,} of {total:,} bytes; run the same "
                                 "command again to resume")
         time.sleep(backoff_s * (attempt + 1))
-    return _finish(file, target, part.path, part.digest.hexdigest(), cache)
+    return _finish(file, target, part, cache)
 
 
-def _finish(file: ModelFile, target: Path, part: Path, digest: str, cache: Sha256Cache | None) -> str:
-    """Check the complete part and rename it over ``target``; a wrong part is deleted."""
-    size = part.stat().st_size
+def _finish(file: ModelFile, target: Path, part: _Part, cache: Sha256Cache | None) -> str:
+    """Check the complete part and rename it over ``target``; a wrong part is deleted (with its version record)."""
+    size = part.size()
+    digest = part.digest.hexdigest()
     problem = None
     if file.size_bytes is not None and size != file.size_bytes:
         problem = f"{size:,} bytes downloaded, {file.size_bytes:,} expected"
     elif file.sha256 is not None and digest != file.sha256:
         problem = f"sha256 {digest} differs from the {file.sha256_evidence} {file.sha256}"
     elif target.suffix.lower() == ".safetensors":
-        problem = completeness_problem(part)
+        problem = completeness_problem(part.path)
     if problem:
-        part.unlink()
+        part.discard()
         raise DownloadError(f"{file.filename}: {problem}; the download was deleted and nothing was replaced")
-    os.replace(part, target)
+    with _local(target, "replace"):
+        os.replace(part.path, target)
+    part.discard()  # the version record; the part itself is now the target
     if cache is not None:
         cache.put(target, digest)
     return digest

@@ -1,4 +1,9 @@
-"""SHA-256 of large files with a progress bar, cached by (size, mtime) so a second check is instant."""
+"""SHA-256 of large files with a progress bar, cached by the file's stat so a second check is instant.
+
+A cached digest is valid while the file's size, mtime, inode and ctime (ns) are unchanged: a copy
+with preserved mtime (``cp -p``) or a replacement of the same size gets another inode or ctime.
+The stat is taken before hashing and compared after; a file that changed meanwhile is not cached.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ def default_cache_path() -> Path:
 
 
 class Sha256Cache:
-    """Digests of files keyed by absolute path, valid while the file's size and mtime (ns) are unchanged.
+    """Digests of files keyed by absolute path, valid while the file's :func:`stamp_of` is unchanged.
 
     Args:
         path: JSON file holding the cache (created on :meth:`save`); None keeps it in memory only.
+            Entries written by older versions (without inode and ctime) count as stale.
     """
 
     def __init__(self, path: str | Path | None = None):
@@ -35,23 +41,34 @@ class Sha256Cache:
                 if isinstance(loaded, dict):
                     self._entries = loaded
 
-    @staticmethod
-    def _stamp(file: Path) -> tuple[str, int, int]:
-        stat = file.stat()
-        return str(file.resolve()), stat.st_size, stat.st_mtime_ns
-
     def get(self, file: Path) -> str | None:
-        """The cached digest of ``file``, or None when absent or stale."""
-        key, size, mtime = self._stamp(file)
+        """The cached digest of ``file``, or None when absent or stale.
+
+        Raises:
+            OSError: the file cannot be stat'ed.
+        """
+        key, stamp = stamp_of(file)
         entry = self._entries.get(key)
-        if entry and entry.get("size") == size and entry.get("mtime_ns") == mtime:
+        if entry and {k: entry.get(k) for k in stamp} == stamp:
             return entry.get("sha256")
         return None
 
-    def put(self, file: Path, digest: str) -> None:
-        """Remember ``digest`` for the file as it is now."""
-        key, size, mtime = self._stamp(file)
-        self._entries[key] = {"size": size, "mtime_ns": mtime, "sha256": digest}
+    def put(self, file: Path, digest: str, before: tuple[str, dict] | None = None) -> bool:
+        """Remember ``digest`` for the file as it is now; returns whether it was stored.
+
+        Args:
+            before: :func:`stamp_of` the file taken before ``digest`` was computed; when it differs
+                from the file now (it changed while being hashed) nothing is stored.
+
+        Raises:
+            OSError: the file cannot be stat'ed.
+        """
+        key, stamp = stamp_of(file)
+        if before is not None and before != (key, stamp):
+            self._entries.pop(key, None)
+            return False
+        self._entries[key] = {**stamp, "sha256": digest}
+        return True
 
     def save(self) -> None:
         """Write the cache atomically (no-op for an in-memory cache; a read-only place is ignored)."""
@@ -63,6 +80,17 @@ class Sha256Cache:
             with os.fdopen(fd, "w") as out:
                 json.dump(self._entries, out, indent=1, sort_keys=True)
             os.replace(tmp, self.path)
+
+
+def stamp_of(file: Path) -> tuple[str, dict]:
+    """``(absolute path, {"size", "mtime_ns", "ino", "ctime_ns"})`` of a file: what a cached digest is valid for.
+
+    Raises:
+        OSError: the file cannot be stat'ed.
+    """
+    stat = file.stat()
+    return str(file.resolve()), {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino,
+                                 "ctime_ns": stat.st_ctime_ns}
 
 
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
@@ -82,13 +110,19 @@ def hash_stream_into(digest, path: Path, progress: bool, desc: str | None = None
 
 
 def sha256_file(path: str | Path, cache: Sha256Cache | None = None, progress: bool = False) -> str:
-    """Hex SHA-256 of a file, from ``cache`` when its size and mtime match (then stored back in it)."""
+    """Hex SHA-256 of a file, from ``cache`` when its stamp matches; a fresh digest is stored back in the
+    cache only when the file did not change while it was read (see the module docstring).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     path = Path(path)
     if cache is not None and (hit := cache.get(path)):
         return hit
+    before = stamp_of(path)
     digest = hashlib.sha256()
     hash_stream_into(digest, path, progress, f"sha256 {path.name}")
     value = digest.hexdigest()
     if cache is not None:
-        cache.put(path, value)
+        cache.put(path, value, before)
     return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ SCHEMA_PATH = MANIFEST_DIR / "manifest.schema.json"
 
 # ComfyUI's folder_paths keys and the extra sub-folders ComfyUI also searches for them
 # (folder_paths.py: "unet" for diffusion_models, "clip" for text_encoders). Downloads go to the key's
-# own folder; lookups accept both.
+# own folder; lookups accept both, and their sub-folders (ModelFile.find_in).
 FOLDER_ALIASES = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}
 
 
@@ -72,17 +73,27 @@ class ModelFile:
         return Path(models_dir) / self.folder / self.filename
 
     def find_in(self, models_dir: Path) -> Path | None:
-        """The file inside ``models_dir`` (folder aliases and alternative names, case-insensitive), or None."""
+        """The file inside ``models_dir``, or None; found where ComfyUI would list it.
+
+        Searched in the folder and its aliases (``FOLDER_ALIASES``), each with its sub-folders at any
+        depth (as ``folder_paths`` lists them: links followed, ``.git`` skipped), by the file name or
+        an alternative spelling, case-insensitive. Order: the exact target path, then each folder
+        top-down with names sorted, so the answer is the same on every run.
+        """
         wanted = {name.lower() for name in self.names()}
         for sub in FOLDER_ALIASES.get(self.folder, (self.folder,)):
             folder = Path(models_dir) / sub
             exact = folder / self.filename
             if exact.is_file():
                 return exact
-            if folder.is_dir():
-                for entry in sorted(folder.iterdir()):
-                    if entry.name.lower() in wanted and entry.is_file():
-                        return entry
+            seen = set()
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+                real = os.path.realpath(dirpath)
+                dirnames[:] = [] if real in seen else sorted(d for d in dirnames if d != ".git")
+                seen.add(real)  # a linked loop is walked once
+                for name in sorted(filenames):
+                    if name.lower() in wanted and (path := Path(dirpath) / name).is_file():
+                        return path
         return None
 
     def size_text(self) -> str:

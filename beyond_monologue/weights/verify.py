@@ -1,9 +1,10 @@
 """Check the files of a model set inside a ComfyUI models folder.
 
-Per file, in order: present (folder aliases and alternative spellings accepted), a generated smoke
+Per file, in order: present (where ComfyUI lists it: folder aliases, sub-folders and alternative
+spellings accepted, see :meth:`.ModelFile.find_in`; the report names the path found), a generated smoke
 checkpoint (reported as such), size (when the manifest knows it), safetensors structure (readable
-header, file exactly as long as the header says), then SHA-256 (when the manifest knows it; cached by size and
-mtime, see :mod:`.hashing`). A file whose hash is unknown is reported as ``ok-unhashed``:
+header, file exactly as long as the header says), then SHA-256 (when the manifest knows it; cached by size,
+mtime, inode and ctime, see :mod:`.hashing`). A file whose hash is unknown is reported as ``ok-unhashed``:
 checked by structure and size only.
 """
 

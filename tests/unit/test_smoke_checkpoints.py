@@ -118,3 +118,65 @@ def test_generated_files_say_they_are_untrained_and_are_not_rewritten(tmp_path, 
     assert main(["verify", "--set", "infinitetalk-wan21-14b-480p", "--comfyui", str(tmp_path), "-q",
                  "--cache", str(tmp_path / "c.json")]) == EXIT_FAILED
 
+
+
+def test_smoke_never_replaces_a_file_that_is_not_a_smoke_checkpoint(tmp_path, capsys):
+    from weights_testing import make_manifest, write_safetensors
+
+    manifest = make_manifest(tmp_path, {
+        "vae": {"folder": "vae", "filename": "Wan2_1_VAE_bf16.safetensors", "smoke": "wan21_vae"},
+        "dit": {"folder": "diffusion_models", "filename": "wan21_dit.safetensors", "smoke": "wan21_i2v_14b_dit"},
+        "patch": {"folder": "model_patches", "filename": "patch.safetensors", "smoke": "infinitetalk_adapter"},
+    })
+    models = tmp_path / "ComfyUI" / "models"
+    real_vae = write_safetensors(models / "vae" / "Wan2_1_VAE_bf16.safetensors", seed=1)  # a user's real model
+    real_dit = write_safetensors(models / "unet" / "Wan21_DiT.safetensors", seed=2)  # alias folder, other case
+    before = {path: path.read_bytes() for path in (real_vae, real_dit)}
+
+    code = main(["--manifest", str(manifest.path), "smoke", "--out", str(tmp_path / "ComfyUI"), "--force"])
+    assert code == EXIT_OK
+    assert all(path.read_bytes() == data for path, data in before.items())  # not even with --force
+    assert not (models / "diffusion_models").exists()  # and no second copy beside the real one
+    out = capsys.readouterr().out
+    for path in before:
+        assert f"{path} is not a smoke checkpoint; left untouched" in out
+    assert (models / "model_patches" / "patch.safetensors").is_file() and "written" in out
+
+
+def test_smoke_rewrites_an_outdated_smoke_file_where_it_is_found(tmp_path):
+    from weights_testing import make_manifest
+
+    from beyond_monologue.weights.smoke import generate
+
+    manifest = make_manifest(tmp_path, {
+        "vae": {"folder": "vae", "filename": "vae.safetensors", "smoke": "wan21_vae"}})
+    file = manifest.files["vae"]
+    old = tmp_path / "models" / "vae" / "smoke" / "VAE.safetensors"  # a sub-folder, as ComfyUI lists it
+    generate.write_checkpoint(old, {"w": torch.zeros(2)}, {"bm_smoke": "untrained", "bm_smoke_format": "0"})
+    result = generate.generate_file(file, tmp_path / "models")
+    assert result.outcome == "written" and result.path == old
+    assert generate.is_current(old, "wan21_vae", 0)
+    assert generate.generate_file(file, tmp_path / "models").outcome == "kept"
+
+
+def test_the_demo_regenerates_smoke_files_of_an_older_format(tmp_path, monkeypatch):
+    from weights_testing import make_manifest
+
+    from beyond_monologue import demo
+    from beyond_monologue.weights.smoke import generate
+
+    manifest = make_manifest(tmp_path, {
+        "vae": {"folder": "vae", "filename": "vae.safetensors", "smoke": "wan21_vae"},
+        "patch": {"folder": "model_patches", "filename": "patch.safetensors", "smoke": "infinitetalk_adapter"}})
+    monkeypatch.setattr(demo, "load_manifest", lambda: manifest)
+    monkeypatch.setattr(demo, "DEMO_SET", "test-set")
+    models = tmp_path / "models"
+    old = models / "vae" / "vae.safetensors"
+    generate.write_checkpoint(old, {"w": torch.zeros(2)}, {"bm_smoke": "untrained", "bm_smoke_format": "0"})
+    assert generate.generate_file(manifest.files["patch"], models).outcome == "written"  # current: kept
+    mtime = (models / "model_patches" / "patch.safetensors").stat().st_mtime_ns
+
+    state = demo.prepare_weights(models, check_hash=False)
+    assert [f.id for f in state.generated] == ["vae"] and generate.is_current(old, "wan21_vae", 0)
+    assert (models / "model_patches" / "patch.safetensors").stat().st_mtime_ns == mtime
+    assert all(r.status is Status.SMOKE for r in state.reports)

@@ -127,3 +127,70 @@ def test_models_dir_of_accepts_comfyui_or_models_folder(tmp_path):
     (tmp_path / "ComfyUI" / "models").mkdir(parents=True)
     assert models_dir_of(tmp_path / "ComfyUI") == tmp_path / "ComfyUI" / "models"
     assert models_dir_of(tmp_path / "ComfyUI" / "models") == tmp_path / "ComfyUI" / "models"
+
+
+def test_a_file_replaced_with_same_size_and_mtime_is_hashed_again(tmp_path, models):
+    manifest, path = one_file(tmp_path, models)
+    cache = Sha256Cache()
+    assert status_of(manifest, models, cache).status == Status.OK
+    old = path.stat()
+    copy = write_safetensors(tmp_path / "elsewhere" / path.name, values=50_000, seed=1)  # same size, other values
+    assert copy.stat().st_size == old.st_size
+    os.utime(copy, ns=(old.st_atime_ns, old.st_mtime_ns))  # what `cp -p` keeps
+    os.replace(copy, path)
+    assert path.stat().st_size == old.st_size and path.stat().st_mtime_ns == old.st_mtime_ns
+    assert status_of(manifest, models, cache).status == Status.HASH_MISMATCH
+
+
+def test_a_file_changed_while_it_is_hashed_is_not_cached(tmp_path, models, monkeypatch):
+    manifest, path = one_file(tmp_path, models)
+    original = hashing.hash_stream_into
+
+    def hash_then_touch(digest, file, *args, **kwargs):
+        original(digest, file, *args, **kwargs)
+        stat = file.stat()
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # written to during the hash
+
+    monkeypatch.setattr(hashing, "hash_stream_into", hash_then_touch)
+    cache = Sha256Cache()
+    assert status_of(manifest, models, cache).status == Status.OK
+    assert cache.get(path) is None  # the digest may not be of what is on disk now
+
+
+def test_sub_folders_count_in_verify_as_they_do_in_comfyui_and_the_presence_payload(tmp_path, models):
+    from beyond_monologue.weights.presence import find_file
+
+    manifest = make_manifest(tmp_path, {
+        "vae": {"folder": "vae", "filename": "model.safetensors", "url": "https://example.org/v"},
+        "dit": {"folder": "diffusion_models", "filename": "dit.safetensors", "url": "https://example.org/d"},
+        "gone": {"folder": "vae", "filename": "gone.safetensors", "url": "https://example.org/g"},
+    })
+    nested = write_safetensors(models / "vae" / "wan" / "2.2" / "Model.safetensors")
+    aliased = write_safetensors(models / "unet" / "kijai" / "dit.safetensors")
+    write_safetensors(models / "vae" / ".git" / "gone.safetensors")  # ComfyUI skips .git folders
+
+    def listing(folder):  # what folder_paths.get_filename_list gives (its recursive_search)
+        names = []
+        for sub in {"diffusion_models": ("diffusion_models", "unet")}.get(folder, (folder,)):
+            for dirpath, dirs, files in os.walk(models / sub, followlinks=True):
+                dirs[:] = [d for d in dirs if d != ".git"]
+                names += [os.path.relpath(os.path.join(dirpath, f), models / sub) for f in files]
+        return names
+
+    reports = {r.file.id: r for r in verify_set(manifest, "test-set", models)}
+    for file_id, expected in (("vae", nested), ("dit", aliased), ("gone", None)):
+        file = manifest.files[file_id]
+        present = bool(find_file(file, {file.folder: listing(file.folder)}, [file.folder]))
+        assert present == (expected is not None) == reports[file_id].status.ok
+        assert reports[file_id].path == expected
+
+
+def test_verify_names_the_path_it_found(tmp_path, models, capsys):
+    from beyond_monologue.weights.cli import main
+
+    write_safetensors(models / "vae" / "wan" / "model.safetensors")
+    manifest = make_manifest(tmp_path, {"vae": {"folder": "vae", "filename": "model.safetensors",
+                                                "url": "https://example.org/v"}})
+    assert main(["--manifest", str(manifest.path), "verify", "--set", "test-set", "--comfyui", str(models.parent),
+                 "--cache", str(tmp_path / "c.json"), "-q"]) == 0
+    assert "models/vae/model.safetensors (found as models/vae/wan/model.safetensors)" in capsys.readouterr().out

@@ -3,8 +3,12 @@
 Files get their real names and folders (``models/<folder>/<filename>``), so workflows and loaders
 see exactly what they would with real weights. Every file carries safetensors metadata
 ``bm_smoke`` (it is untrained) plus its builder, seed and dimensions; ``verify`` reports such files
-as ``smoke``. A file already written by the same builder, seed and format is kept (so a big one
-is generated once); writes go through a temporary file and one ``os.replace``.
+as ``smoke``. Each file is looked up as ``verify`` does (:meth:`.ModelFile.find_in`: alias folders,
+sub-folders, alternative spellings). A file found there that is not a smoke checkpoint (a real
+model, a partial download, anything else) is never replaced, not even with ``force``; a smoke file
+already written by the same builder, seed and format is kept (so a big one is generated once); an
+outdated smoke file is rewritten where it was found. Writes go through a temporary file and one
+``os.replace``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from ... import __version__
 from ..manifest import Manifest, ModelFile
 from ..safetensors_info import SafetensorsError, completeness_problem, read_safetensors_info
-from ..verify import SMOKE_MARKER
+from ..verify import SMOKE_MARKER, is_smoke
 from . import BUILDERS
 
 SMOKE_FORMAT = "3"  # bump when a builder's layout or values change, to regenerate cached files
@@ -29,10 +33,12 @@ SMOKE_NOTE = ("untrained: random values (seed {seed}) in the real key layout, di
 
 @dataclass(frozen=True)
 class SmokeResult:
-    """What happened to one file: ``written``, ``kept`` (already current) or ``no-builder``.
+    """What happened to one file: ``written``, ``kept`` (already current), ``not-smoke`` (a file that is
+    not a smoke checkpoint is there: left untouched) or ``no-builder``.
 
     Attributes:
-        seconds: time spent building and writing (0 when kept).
+        path: the file written, kept or left untouched (None for ``no-builder``).
+        seconds: time spent building and writing (0 unless written).
         size_bytes: file size on disk (0 when there is no file).
     """
 
@@ -71,11 +77,25 @@ def write_checkpoint(path: Path, state_dict: dict, metadata: dict[str, str]) -> 
 
 
 def generate_file(file: ModelFile, models_dir: Path, seed: int = 0, force: bool = False) -> SmokeResult:
-    """Build and write the smoke checkpoint of one manifest file (kept when already current)."""
+    """Build and write the smoke checkpoint of one manifest file (see the module docstring for what is kept).
+
+    Args:
+        force: rewrite a current smoke file too (never a file that is not a smoke checkpoint).
+
+    Returns:
+        The outcome; ``written`` files go where the old smoke file was found, else to
+        :meth:`.ModelFile.target_path`.
+
+    Raises:
+        OSError: the folder or file cannot be written.
+    """
     builder = BUILDERS.get(file.smoke or "")
     if builder is None:
         return SmokeResult(file, None, "no-builder")
-    path = file.target_path(models_dir)
+    found = file.find_in(models_dir)
+    if found is not None and not is_smoke(found):
+        return SmokeResult(file, found, "not-smoke", 0.0, found.stat().st_size)
+    path = found or file.target_path(models_dir)
     if not force and is_current(path, file.smoke, seed):
         return SmokeResult(file, path, "kept", 0.0, path.stat().st_size)
     start = time.perf_counter()
