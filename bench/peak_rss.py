@@ -5,7 +5,7 @@ before the work by writing ``5`` to ``/proc/self/clear_refs``; the work's peak i
 minus ``VmRSS`` before it. Children run with glibc's mmap threshold pinned
 (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors go back to the system and the peak counts only
 what was alive at once, and with one OpenMP thread (deterministic, fair on a shared machine).
-Used by ``bench/decode_memory.py``, ``bench/sampler_memory.py`` and their bounded tests.
+Used by ``bench/video_decode_memory.py``, ``bench/sampling_memory.py`` and their bounded tests.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..beyond_monologue.audio_checks import check_audio, make_audio
-from ..beyond_monologue.conversation import SPEAKER_CHOICES, speaker_index, split_by_turns, split_stereo
-from ..beyond_monologue.diarization import diarize
-from ..beyond_monologue.turns import parse_turns_text, turns_to_json
+from ..beyond_monologue.audio.audio_checks import check_audio, make_audio
+from ..beyond_monologue.audio.conversation import SPEAKER_CHOICES, speaker_index, split_by_turns, split_stereo
+from ..beyond_monologue.audio.diarization import diarize
+from ..beyond_monologue.audio.turns import parse_turns_text, turns_to_json
 from .progress import progress_reporter
 from .ui_payloads import conversation_timeline_ui
 

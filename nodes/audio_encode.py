@@ -6,10 +6,10 @@ import comfy.model_management
 from comfy.audio_encoders.wav2vec2 import Wav2Vec2Model
 from comfy_api.latest import io
 
-from ..beyond_monologue.audio_checks import check_audio
-from ..beyond_monologue.duplex_audio import FEATURE_ORDERS
+from ..beyond_monologue.audio.audio_checks import check_audio
+from ..beyond_monologue.audio.duplex_audio import FEATURE_ORDERS
+from ..beyond_monologue.audio.speech_features import encode_duplex
 from ..beyond_monologue.errors import BMInputError
-from ..beyond_monologue.speech_features import encode_duplex
 from ..beyond_monologue.timebase import is_valid_frame_count
 from .progress import progress_reporter
 from .types import DuplexAudioType

@@ -7,8 +7,8 @@ import comfy.model_patcher
 import folder_paths
 from comfy_api.latest import io
 
-from ..beyond_monologue.audio_checks import check_audio, make_audio
-from ..beyond_monologue.melband_roformer import (
+from ..beyond_monologue.audio.audio_checks import check_audio, make_audio
+from ..beyond_monologue.audio.melband_roformer import (
     DOWNLOAD_HINT,
     load_state_dict_file,
     model_from_state_dict,

@@ -12,12 +12,12 @@ from comfy_api.latest import io
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
 from ..beyond_monologue.errors import BMInputError
-from ..beyond_monologue.guidance import GuidanceScales
-from ..beyond_monologue.long_video import SamplingSettings, sample_long_video
-from ..beyond_monologue.mhgk import parse_per_head
-from ..beyond_monologue.reference import GUIDE_POSITIONS, encode_reference, resolve_guide_position
+from ..beyond_monologue.model.mhgk import parse_per_head
+from ..beyond_monologue.model.wan_patch import backbone, require_adapter
+from ..beyond_monologue.sampling.guidance import GuidanceScales
+from ..beyond_monologue.sampling.long_video import SamplingSettings, sample_long_video
+from ..beyond_monologue.sampling.reference import GUIDE_POSITIONS, encode_reference, resolve_guide_position
 from ..beyond_monologue.timebase import is_valid_frame_count, latent_count
-from ..beyond_monologue.wan_patch import backbone, require_adapter
 from .types import DuplexAudioType
 
 MAX_SIZE = 16384  # ComfyUI's nodes.MAX_RESOLUTION

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-#: ``BM_DUPLEX_AUDIO``: a :class:`beyond_monologue.duplex_audio.DuplexAudio` (talk + listen features).
+#: ``BM_DUPLEX_AUDIO``: a :class:`beyond_monologue.audio.duplex_audio.DuplexAudio` (talk + listen features).
 DuplexAudioType = io.Custom("BM_DUPLEX_AUDIO")

@@ -1,7 +1,7 @@
 """UI payloads of the pack's nodes (what ``io.NodeOutput(..., ui=...)`` sends to the web extension).
 
 Kept apart from the stage modules so that a node adds its payload with one argument. The payload
-format is documented in ``beyond_monologue/activity_timeline.py`` and docs/DEVELOPING.md.
+format is documented in ``beyond_monologue/audio/activity_timeline.py`` and docs/DEVELOPING.md.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import ui
 
-from ..beyond_monologue.activity_timeline import TIMELINE_UI_KEY, conversation_timeline, timeline_payload
-from ..beyond_monologue.duplex_audio import DuplexAudio
-from ..beyond_monologue.turns import Turns, mask_to_turns
+from ..beyond_monologue.audio.activity_timeline import TIMELINE_UI_KEY, conversation_timeline, timeline_payload
+from ..beyond_monologue.audio.duplex_audio import DuplexAudio
+from ..beyond_monologue.audio.turns import Turns, mask_to_turns
 
 
 def conversation_timeline_ui(cls, turns: Turns, avatar: int, conversation: dict) -> dict:

@@ -8,11 +8,11 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import InputImpl, Types, io
 
-from ..beyond_monologue.audio_checks import check_audio, make_audio
-from ..beyond_monologue.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
+from ..beyond_monologue.audio.audio_checks import check_audio, make_audio
 from ..beyond_monologue.errors import BMInputError
-from ..beyond_monologue.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
-from ..beyond_monologue.video_decode import TileSpec, check_video_latent, decode_video
+from ..beyond_monologue.video.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
+from ..beyond_monologue.video.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
+from ..beyond_monologue.video.video_decode import TileSpec, check_video_latent, decode_video
 
 FPS_RANGE = (1.0, 120.0)
 AUDIO_MISMATCH_WARN_FRAMES = 4  # one latent frame: more than the 4n+1 rounding of a render explains
@@ -85,7 +85,7 @@ def video_with_audio(images, audio_clip: tuple | None, fps: float, audio_input: 
         ``(frames, VIDEO)``: up to 3 frames past the audio's end (Wan's 4n+1 rounding) are dropped
         from both, so the video lasts as long as the audio to within one frame; the audio is then
         trimmed or padded with silence at its end to exactly the frames' duration (see
-        :mod:`beyond_monologue.video_audio`). A difference of more than one latent frame's worth
+        :mod:`beyond_monologue.video.video_audio`). A difference of more than one latent frame's worth
         (4 frames) is logged, since it usually means a wrong fps or the wrong audio.
     """
     rate = frame_rate(fps)

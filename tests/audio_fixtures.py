@@ -76,7 +76,7 @@ def librivox() -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def conversation(assets):
     """The real conversation: ``(mono float32 [T], 16000, ground-truth turns per speaker)``."""
-    from beyond_monologue.turns import parse_turns_text
+    from beyond_monologue.audio.turns import parse_turns_text
 
     mono, rate = read_wav(assets / "sample.wav")
     return mono, rate, parse_turns_text((assets / "sample.rttm").read_text())

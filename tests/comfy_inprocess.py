@@ -3,7 +3,7 @@
 Registered for every tier by ``pytest_plugins`` in tests/conftest.py; nothing is imported until a
 test asks for a fixture, so unit tests never load ComfyUI.
 
-Use the ``pack`` fixture to reach the pack's modules (``pack.beyond_monologue.mhgk``,
+Use the ``pack`` fixture to reach the pack's modules (``pack.beyond_monologue.model.mhgk``,
 ``pack.nodes.audio`` ...), never ``import beyond_monologue`` directly in this tier: objects
 must come from the same module copy that the nodes use.
 """
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from beyond_monologue.comfy_launcher import PACK_ROOT, find_comfyui
+from beyond_monologue.comfyui.comfy_launcher import PACK_ROOT, find_comfyui
 
 PACK_MODULE = "bm_pack"
 

@@ -3,7 +3,7 @@
 // Nodes listed in TIMELINE_NODES get a DOM widget that draws the node's last output as one lane
 // per audio stream (talk, listen) under a playback cursor, plays the conversation and seeks on
 // click. A node feeds it by returning ui={"bm_timeline": [payload]} from execute (payload:
-// beyond_monologue/activity_timeline.py, docs/DEVELOPING.md). Plain ES module, no build step.
+// beyond_monologue/audio/activity_timeline.py, docs/DEVELOPING.md). Plain ES module, no build step.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..comfy_client import ComfyClient, ComfyUnavailable
+from ..comfyui.comfy_client import ComfyClient, ComfyUnavailable
 from .jobs import BatchSetupError, load_mapping_file, parse_mapping, read_jobs
 from .patching import load_workflow, prepare_jobs
 from .report import REPORT_NAME, summary

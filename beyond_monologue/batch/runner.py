@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..comfy_client import ComfyClient, ComfyError, ComfyUnavailable, PromptLost, PromptRejected
+from ..comfyui.comfy_client import ComfyClient, ComfyError, ComfyUnavailable, PromptLost, PromptRejected
 from .jobs import BatchSetupError, Job
 from .journal import Journal
 from .outputs import local_destination, output_files

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..comfy_launcher import PACK_ROOT, find_comfyui
+from ..comfyui.comfy_launcher import PACK_ROOT, find_comfyui
 from .hashing import Sha256Cache, default_cache_path
 from .manifest import ManifestError, load_manifest
 from .messages import CLI, manual_instructions

@@ -45,10 +45,10 @@ class LoaderInput:
     files: tuple[str, ...] | None = None
 
 
-# Keep in step with the nodes: tests/comfy/test_weights_presence.py compares every row with the
+# Keep in step with the nodes: tests/comfy/weights/test_weights_presence.py compares every row with the
 # node's real combo options.
 LOADER_INPUTS = (
-    LoaderInput("BMApplyDuplexAdapter", "adapter", ("beyond_monologue", "model_patches")),  # nodes/adapter.py
+    LoaderInput("BMApplyDuplexAdapter", "adapter", ("beyond_monologue", "model_patches")),  # nodes/model.py
     LoaderInput("BMSeparateSpeech", "model_name", ("diffusion_models",), files=("melband_roformer_fp16",)),
     LoaderInput("UNETLoader", "unet_name", ("diffusion_models",)),
     LoaderInput("VAELoader", "vae_name", ("vae",)),

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from beyond_monologue.comfy_client import ComfyClient
-from beyond_monologue.comfy_launcher import PACK_DIR_NAME, ComfyServer
+from beyond_monologue.comfyui.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_launcher import PACK_DIR_NAME, ComfyServer
 
 CHROMIUM = os.environ.get("BM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [

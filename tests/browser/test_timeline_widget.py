@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beyond_monologue.comfy_client import ComfyClient
-from beyond_monologue.comfy_launcher import PACK_DIR_NAME
+from beyond_monologue.comfyui.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_launcher import PACK_DIR_NAME
 
 pytestmark = pytest.mark.timeout(240)  # bounded: a hung server or browser fails, never stalls CI
 

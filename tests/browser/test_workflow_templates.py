@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from beyond_monologue import demo
-from beyond_monologue.comfy_client import ComfyClient
-from beyond_monologue.comfy_launcher import PACK_DIR_NAME
-from beyond_monologue.example_workflows import WORKFLOWS_DIR
+from beyond_monologue.comfyui import demo
+from beyond_monologue.comfyui.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_launcher import PACK_DIR_NAME
+from beyond_monologue.comfyui.example_workflows import WORKFLOWS_DIR
 
 pytestmark = pytest.mark.timeout(240)  # bounded: a hung server or browser fails, never stalls CI
 

@@ -1,6 +1,6 @@
 """Helpers for the sampler tests: tiny native Wan models with an attached adapter, random duplex audio.
 
-Imported by the comfy-tier tests and by ``bench/sampler_memory.py`` (with ComfyUI and the pack
+Imported by the comfy-tier tests and by ``bench/sampling_memory.py`` (with ComfyUI and the pack
 already importable). ``bm`` is the pack's ``beyond_monologue`` package (``pack.beyond_monologue``).
 """
 
@@ -18,7 +18,7 @@ LAYOUT_OF = {"wan22_5b": "beyond_monologue", "wan21_i2v": "infinitetalk"}
 def core(pack):
     """``pack.beyond_monologue`` with the sampler's modules imported (not every one is imported by a node)."""
     for name in ("guidance", "duplex_guider", "long_video", "reference", "windows"):
-        importlib.import_module(f"{pack.__name__}.beyond_monologue.{name}")
+        importlib.import_module(f"{pack.__name__}.beyond_monologue.sampling.{name}")
     return pack.beyond_monologue
 
 
@@ -27,7 +27,7 @@ def duplex_audio(bm, frames: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     talk, listen = (torch.randn(frames, 12, 768, generator=g) for _ in range(2))
     ones = torch.ones(frames)
-    return bm.duplex_audio.DuplexAudio(talk, listen, ones, ones, fps=FPS)
+    return bm.audio.duplex_audio.DuplexAudio(talk, listen, ones, ones, fps=FPS)
 
 
 def patched_model(bm, kind: str = "wan22_5b", seed: int = 0, adapter_seed: int = 1):
@@ -38,8 +38,8 @@ def patched_model(bm, kind: str = "wan22_5b", seed: int = 0, adapter_seed: int =
     import comfy.model_management as mm
     import comfy.model_patcher
 
-    cfg = bm.adapter_checkpoint.smoke_config(LAYOUT_OF[kind], model_dim=256, num_layers=2)
-    adapter = bm.duplex_adapter.DuplexAdapter(cfg).reset_parameters(adapter_seed, zero_output=False)
+    cfg = bm.model.adapter_checkpoint.smoke_config(LAYOUT_OF[kind], model_dim=256, num_layers=2)
+    adapter = bm.model.duplex_adapter.DuplexAdapter(cfg).reset_parameters(adapter_seed, zero_output=False)
     patcher = comfy.model_patcher.ModelPatcher(adapter, load_device=mm.get_torch_device(),
                                                offload_device=mm.unet_offload_device())
-    return bm.wan_patch.attach_duplex_adapter(tiny_wan(kind, seed=seed), patcher)
+    return bm.model.wan_patch.attach_duplex_adapter(tiny_wan(kind, seed=seed), patcher)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from beyond_monologue.comfy_client import ComfyClient
-from beyond_monologue.comfy_launcher import ComfyServer
+from beyond_monologue.comfyui.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_launcher import ComfyServer
 
 TEST_NODES = Path(__file__).resolve().parent / "bm_test_nodes"  # test-only inputs (see its docstring)
 

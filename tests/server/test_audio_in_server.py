@@ -6,8 +6,8 @@ import shutil
 import pytest
 from audio_fixtures import der
 
-from beyond_monologue.comfy_client import PromptRejected
-from beyond_monologue.turns import parse_turns_text
+from beyond_monologue.audio.turns import parse_turns_text
+from beyond_monologue.comfyui.comfy_client import PromptRejected
 
 ENCODER_NAME = "wav2vec2-base-random_fp16.safetensors"
 

@@ -21,15 +21,15 @@ import pytest
 import torch
 from audio_fixtures import write_wav
 
+from beyond_monologue.audio.conversation import split_by_turns, split_stereo
+from beyond_monologue.audio.turns import parse_turns_text
 from beyond_monologue.batch.__main__ import main as batch_main
 from beyond_monologue.batch.jobs import Job, Target, parse_mapping, read_jobs
 from beyond_monologue.batch.journal import JOURNAL_NAME, replay
 from beyond_monologue.batch.patching import prepare_jobs
 from beyond_monologue.batch.runner import BatchOptions, BatchRunner
-from beyond_monologue.comfy_client import ComfyClient
-from beyond_monologue.comfy_launcher import PACK_ROOT, ComfyServer
-from beyond_monologue.conversation import split_by_turns, split_stereo
-from beyond_monologue.turns import parse_turns_text
+from beyond_monologue.comfyui.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_launcher import PACK_ROOT, ComfyServer
 
 pytestmark = pytest.mark.timeout(300)  # a hung server fails the test instead of stalling CI
 

@@ -33,7 +33,7 @@ def test_every_node_listed_with_category_description_and_tooltips(client, pack_n
 @pytest.fixture(scope="module")
 def stereo_conversation(assets, tmp_path_factory):
     """The real two-speaker sample.wav made stereo with its ground-truth turns: left = speaker90, right = speaker91."""
-    from beyond_monologue.turns import parse_turns_text, turns_to_mask
+    from beyond_monologue.audio.turns import parse_turns_text, turns_to_mask
 
     mono, sr = read_wav(assets / "sample.wav")  # mono: [T]
     turns = parse_turns_text((assets / "sample.rttm").read_text())
@@ -76,7 +76,7 @@ def test_split_conversation_runs_through_the_api(client, stereo_conversation):
     turns = json.loads(result.outputs["5"]["text"][0])
     # avatar = speaker_2 = right channel = speaker91: each stream is its channel inside that speaker's
     # found turns (FLAC keeps the 16-bit samples) and silence between them, which loses almost no energy
-    from beyond_monologue.turns import turns_to_mask
+    from beyond_monologue.audio.turns import turns_to_mask
 
     for stream, channel, speaker in ((talk, stereo[:, 1], "speaker_2"), (listen, stereo[:, 0], "speaker_1")):
         inside = turns_to_mask(turns[speaker], len(stereo), sr).numpy()

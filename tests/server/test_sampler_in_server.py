@@ -18,7 +18,7 @@ SAMPLER_NODE = "8"
 
 @pytest.fixture(scope="module")
 def portrait(comfy_server, assets):
-    from beyond_monologue.comfy_client import ComfyClient
+    from beyond_monologue.comfyui.comfy_client import ComfyClient
 
     return ComfyClient(comfy_server.url).upload_file(assets / "grace_hopper.jpg")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beyond_monologue.comfy_client import ComfyClient
+from beyond_monologue.comfyui.comfy_client import ComfyClient
 
 LOADED = ("unet missing", "unet unexpected", "Missing VAE keys", "missing audio encoder", "unexpected audio encoder")
 

@@ -29,7 +29,7 @@ def inputs(comfy, comfy_server, tmp_path_factory):
     """The tiny Wan2.1 VAE in the server's models/vae, two latents and a 1.3 s tone uploaded to its input folder."""
     import safetensors.torch
 
-    from beyond_monologue.comfy_client import ComfyClient
+    from beyond_monologue.comfyui.comfy_client import ComfyClient
 
     client = ComfyClient(comfy_server.url)
     vae_dir = comfy_server.base_dir / "models" / "vae"

@@ -6,7 +6,7 @@
 * every API workflow renders with smoke weights on the real 30 s conversation and real portraits
   (smoke sizes and fps, see below), the dyadic one checked end to end: MP4 duration = the
   conversation's within one frame, size and fps as set, audio present;
-* ``python -m beyond_monologue.demo`` (its ``main``) against this server.
+* ``python -m beyond_monologue.comfyui.demo`` (its ``main``) against this server.
 
 Cost: the text encoder is the full-size smoke umT5-XXL (ComfyUI's CLIPLoader builds nothing else),
 minutes per prompt on a CPU, so every workflow keeps the one shipped prompt and the tests run in
@@ -21,11 +21,11 @@ import json
 
 import pytest
 
-from beyond_monologue import demo
-from beyond_monologue.comfy_launcher import PACK_DIR_NAME
-from beyond_monologue.example_workflows import BUILDERS, WORKFLOWS_DIR, build_all, file_texts
-from beyond_monologue.media_info import probe_video
-from beyond_monologue.workflow_format import get_inputs, missing_node_types, set_inputs, ui_to_api
+from beyond_monologue.comfyui import demo
+from beyond_monologue.comfyui.comfy_launcher import PACK_DIR_NAME
+from beyond_monologue.comfyui.example_workflows import BUILDERS, WORKFLOWS_DIR, build_all, file_texts
+from beyond_monologue.comfyui.workflow_format import get_inputs, missing_node_types, set_inputs, ui_to_api
+from beyond_monologue.video.media_info import probe_video
 
 NAMES = [build.__name__ for build in BUILDERS]
 CONVERSATION_S = 30.0  # sample.wav: 480000 samples at 16 kHz
@@ -44,7 +44,7 @@ def load(name: str) -> tuple[dict, dict, dict]:
 
 @pytest.fixture(scope="module")
 def object_info(comfy_server):
-    from beyond_monologue.comfy_client import ComfyClient
+    from beyond_monologue.comfyui.comfy_client import ComfyClient
 
     return ComfyClient(comfy_server.url).object_info()
 
@@ -52,7 +52,7 @@ def object_info(comfy_server):
 @pytest.fixture(scope="module")
 def inputs(comfy_server, served, assets):
     """The demo's inputs, uploaded as the demo uploads them (same names: ComfyUI's cache is shared)."""
-    from beyond_monologue.comfy_client import ComfyClient
+    from beyond_monologue.comfyui.comfy_client import ComfyClient
 
     return demo.place_inputs(ComfyClient(comfy_server.url), assets)
 
@@ -105,7 +105,7 @@ def test_workflow_files_are_what_the_builder_writes_from_the_manifest(object_inf
     for example in build_all(object_info):
         for relative, text in file_texts(example).items():
             assert (WORKFLOWS_DIR / relative).read_text() == text, (
-                f"workflows/{relative} is out of date: run python -m beyond_monologue.example_workflows")
+                f"workflows/{relative} is out of date: run python -m beyond_monologue.comfyui.example_workflows")
 
 
 def test_the_server_lists_the_ui_graphs_as_the_packs_templates(client):

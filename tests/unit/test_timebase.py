@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from beyond_monologue.duplex_audio import DuplexAudio
+from beyond_monologue.audio.duplex_audio import DuplexAudio
 from beyond_monologue.errors import BMInputError
 from beyond_monologue.timebase import (
     audio_window_frame_indices,

@@ -2,7 +2,7 @@
 // so it can be tested on its own. bm_timeline.js puts one TimelineView in a node's DOM widget.
 //
 // Lanes are drawn top to bottom in payload order; the legend above the canvas names them.
-// The payload it draws is documented in beyond_monologue/activity_timeline.py (version 1):
+// The payload it draws is documented in beyond_monologue/audio/activity_timeline.py (version 1):
 //   { version, duration_s, lanes: [{ id, label, turns: [[start_s, end_s], ...] }], audio }
 // Lanes with id "talk" and "listen" get LANE_COLOURS.talk / .listen; other ids get OTHER_LANE_COLOUR.
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import torch
 
-from ... import adapter_checkpoint, melband_roformer
+from ...audio import melband_roformer
+from ...model import adapter_checkpoint
 from . import umt5, wan_dit, wan_vae, wav2vec2
 
 Builder = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, str]]]

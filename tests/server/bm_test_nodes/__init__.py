@@ -21,7 +21,7 @@ from comfy_api.latest import ComfyExtension, io
 def _duplex_audio_class():
     """The pack's own ``DuplexAudio`` (the module copy ComfyUI loaded, so the sampler accepts it)."""
     for name, module in sys.modules.items():
-        if name.endswith(".beyond_monologue.duplex_audio"):
+        if name.endswith(".beyond_monologue.audio.duplex_audio"):
             return module.DuplexAudio
     raise RuntimeError("the beyond-monologue pack is not loaded")
 

@@ -1,0 +1,341 @@
+"""The pack's example workflows, written from code: ``workflows/*.json`` (UI format, shown in ComfyUI's
+template browser) and their API-format twins ``workflows/api/*.json`` with batch maps ``*.map.json``.
+
+1. ``dyadic_conversation``: one conversation recording -> BM Split Conversation -> two avatars (each
+   talks with its own speech and listens to the other's) -> BM Sampler x2 -> BM Decode Video x2 ->
+   BM Dyadic Compose -> Save Video, on Wan2.2-TI2V-5B (set ``beyond-monologue-wan22-5b``).
+2. ``full_duplex_avatar``: one avatar from two audio files (its own speech, the other person's).
+3. ``infinitetalk_talking_avatar``: a talking avatar on the public InfiniteTalk weights
+   (Wan2.1-I2V-14B-480P, set ``infinitetalk-wan21-14b-480p``).
+
+Every graph uses ComfyUI's native loaders and text encoding, and carries a note listing the model
+files it needs (name, folder, URL, from the weights manifest). Regenerate the files after changing
+a graph or the manifest: ``python -m beyond_monologue.comfyui.example_workflows`` (starts a ComfyUI with
+the pack to read ``/object_info``, or ``--server URL``); the server tests check they are current.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..weights import load_manifest
+from ..weights.messages import CLI
+from .comfy_launcher import PACK_DIR_NAME, PACK_ROOT
+from .workflow_builder import UIGraph, UINode
+from .workflow_format import ui_to_api
+
+WORKFLOWS_DIR = PACK_ROOT / "workflows"
+PROMPT = ("A person in a video call looks into the camera and has a natural conversation: they speak clearly when "
+          "it is their turn and listen attentively while the other person talks, with small nods and facial "
+          "reactions. Soft studio light, plain background, static camera.")
+PORTRAIT_A, PORTRAIT_B = "grace_hopper.jpg", "astronaut.png"  # placed in ComfyUI's input folder by the demo
+CONVERSATION = "sample.wav"
+SPEAKER_STREAMS = ("sample_speaker_1.wav", "sample_speaker_2.wav")
+COLOURS = {"models": "#3f789e", "prompt": "#3f789e", "audio": "#8A8", "settings": "#b58b2a", "a": "#a1309b",
+           "b": "#88A", "output": "#444"}
+
+
+@dataclass(frozen=True)
+class ExampleWorkflow:
+    """One example: the UI graph, its API twin and the batch map (column -> ``node_id.input``)."""
+
+    name: str
+    ui: dict
+    api: dict
+    mapping: dict
+
+
+def model_entry(file_id: str) -> dict:
+    """``properties.models`` entry of a manifest file (the frontend's missing-models list), or {} if unpublished."""
+    file = load_manifest().files[file_id]
+    if not file.published:
+        return {}
+    entry = {"name": file.filename, "url": file.url, "directory": file.folder}
+    if file.sha256:
+        entry.update(hash=file.sha256, hash_type="SHA256")
+    return entry
+
+
+def files_note(title: str, how_to: str, set_name: str, file_ids: list[str]) -> str:
+    """The Markdown of a workflow's note: what it does, then every model file with folder and URL (from the manifest)."""
+    manifest = load_manifest()
+    model_set = manifest.get_set(set_name)
+    lines = [f"## {title}", "", how_to, "", f"### Model files (set `{set_name}`)", ""]
+    for file_id in file_ids:
+        file = manifest.files[file_id]
+        where = f"[download]({file.url})" if file.published else "**not published yet**"
+        lines.append(f"- `{file.filename}` in `ComfyUI/models/{file.folder}/`: {where} ({file.size_text()})")
+    required = {file.id for file in model_set.files(required_only=True)}
+    optional_flag = "" if set(file_ids) <= required else " --with-optional"  # only when the graph needs one
+    lines += ["", f"Check them: `{CLI} verify --set {set_name}`; fetch the published ones: "
+              f"`{CLI} download --set {set_name}{optional_flag}` (run in the pack's folder)."]
+    if model_set.status != "ready":
+        lines += ["", "**The Beyond Monologue adapter has not been published yet.** Until it is, you can try the "
+                  f"graph without the real weights: `{CLI} smoke --out <ComfyUI folder> --set {set_name}` writes "
+                  "untrained stand-ins for the missing files (it never replaces a real model file), and "
+                  "`bash scripts/demo.sh` does that and renders the example. Stand-ins render noise: the pipeline "
+                  "works end to end, the pictures do not."]
+    return "\n".join(lines)
+
+
+class _Builder:
+    """Shared pieces of the three graphs (loaders, prompt, a video-settings primitive)."""
+
+    def __init__(self, object_info: dict, name: str):
+        self.graph = UIGraph(object_info, (PACK_DIR_NAME, __version__), name)
+        self.files = load_manifest().files
+
+    def loader(self, class_type: str, pos, file_id: str, widget: str, title: str | None = None, **widgets) -> UINode:
+        entry = model_entry(file_id)
+        return self.graph.node(class_type, pos, {widget: self.files[file_id].filename, **widgets}, title=title,
+                               models=[entry] if entry else None)
+
+    def text(self, pos, clip: UINode) -> tuple[UINode, UINode]:
+        positive = self.graph.node("CLIPTextEncode", pos, {"text": PROMPT}, title="Prompt", size=(420, 200),
+                                   colour={"color": "#232", "bgcolor": "#353"})
+        self.graph.link(clip, 0, positive, "clip")
+        negative = self.graph.node("ConditioningZeroOut", (pos[0], pos[1] + 250), title="Negative (empty prompt)")
+        self.graph.link(positive, 0, negative, "conditioning")
+        return positive, negative
+
+    def primitive(self, class_type: str, pos, value, title: str) -> UINode:
+        return self.graph.node(class_type, pos, {"value": value}, title=title, size=(240, 84))
+
+    def avatar(self, x: float, y: float, models: dict, portrait: str, seed: int, size: tuple, label: str,
+               fps: UINode, talk: tuple, listen: tuple, decode_audio: tuple | None = None,
+               sampler: dict | None = None) -> dict[str, UINode]:
+        """Portrait + Dual Stream Encode + Sampler + Decode Video of one avatar; returns its nodes.
+
+        ``size``: ``(width, height)`` sampler widgets, or ``{"width": node, "height": node}`` primitives
+        linked to them; ``talk``/``listen``/``decode_audio``: ``(node, output)`` sources.
+        """
+        g = self.graph
+        image = g.node("LoadImage", (x, y), {"image": portrait}, title=f"Portrait {label}", size=(320, 380))
+        encode = g.node("BMDualStreamEncode", (x, y + 420), {"fps": 25.0}, title=f"Audio {label} (talk / listen)")
+        g.link(*talk, encode, "talk")
+        g.link(*listen, encode, "listen")
+        g.link(models["audio_encoder"], 0, encode, "audio_encoder")
+        g.link(fps, 0, encode, "fps")
+        widgets = {"seed": seed, **(sampler or {})}
+        if isinstance(size, tuple):
+            widgets.update(width=size[0], height=size[1])
+        sample = g.node("BMSampler", (x + 360, y), widgets, title=f"Sampler {label}")
+        for source, name in ((models["model"], "model"), (models["positive"], "positive"),
+                             (models["negative"], "negative"), (encode, "duplex_audio"), (models["vae"], "vae"),
+                             (image, "reference")):
+            g.link(source, 0, sample, name)
+        if not isinstance(size, tuple):
+            g.link(size["width"], 0, sample, "width")
+            g.link(size["height"], 0, sample, "height")
+        decode = g.node("BMDecodeVideo", (x + 720, y), {"fps": 25.0}, title=f"Decode {label}")
+        g.link(sample, 0, decode, "latent")
+        g.link(models["vae"], 0, decode, "vae")
+        g.link(fps, 0, decode, "fps")
+        if decode_audio:
+            g.link(*decode_audio, decode, "audio")
+        return {"image": image, "encode": encode, "sampler": sample, "decode": decode}
+
+    def models_5b(self, x: float, y: float) -> dict[str, UINode]:
+        g = self.graph
+        unet = self.loader("UNETLoader", (x, y), "wan22_ti2v_5b_fp16", "unet_name", weight_dtype="default")
+        adapter = self.loader("BMApplyDuplexAdapter", (x, y + 150), "beyond_monologue_adapter_wan22_5b", "adapter")
+        g.link(unet, 0, adapter, "model")
+        vae = self.loader("VAELoader", (x, y + 440), "wan22_vae", "vae_name")
+        clip = self.loader("CLIPLoader", (x, y + 560), "umt5_xxl_fp8_scaled", "clip_name", type="wan")
+        encoder = self.loader("AudioEncoderLoader", (x, y + 730), "wav2vec2_chinese_base_fp16", "audio_encoder_name")
+        g.group("Models: Wan2.2-TI2V-5B", [unet, adapter, vae, clip, encoder], COLOURS["models"])
+        return {"unet": unet, "model": adapter, "vae": vae, "clip": clip, "audio_encoder": encoder}
+
+
+def _finish(builder: _Builder, name: str, targets: dict[str, tuple[UINode, str]], view) -> ExampleWorkflow:
+    ui = builder.graph.to_json(view)
+    api = ui_to_api(ui, builder.graph.object_info)
+    mapping = {column: f"{node.id}.{input_name}" for column, (node, input_name) in targets.items()}
+    return ExampleWorkflow(name, ui, api, mapping)
+
+
+FILES_5B = ["wan22_ti2v_5b_fp16", "beyond_monologue_adapter_wan22_5b", "wan22_vae", "umt5_xxl_fp8_scaled",
+            "wav2vec2_chinese_base_fp16"]
+
+
+def dyadic_conversation(object_info: dict) -> ExampleWorkflow:
+    """Workflow 1: a dyadic conversation video from one recording and two portraits (Wan2.2-TI2V-5B)."""
+    b = _Builder(object_info, "dyadic_conversation")
+    g = b.graph
+    models = b.models_5b(520, 40)
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
+    g.group("Prompt (both)", [models["positive"], models["negative"]], COLOURS["prompt"])
+    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
+    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
+                   title="Split: talk = speaker_1 (avatar A)", size=(420, 380))
+    g.link(conversation, 0, split, "conversation")
+    g.group("Conversation", [conversation, split], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    width = b.primitive("PrimitiveInt", (1400, 160), 704, "width (each avatar)")
+    height = b.primitive("PrimitiveInt", (1400, 280), 1280, "height (each avatar)")
+    g.group("Video settings", [fps, width, height], COLOURS["settings"])
+    size = {"width": width, "height": height}
+    a = b.avatar(1800, 40, models, PORTRAIT_A, 1, size, "A", fps, talk=(split, "talk"), listen=(split, "listen"))
+    g.group("Avatar A: talks with speaker_1, listens to speaker_2", list(a.values()), COLOURS["a"])
+    bb = b.avatar(1800, 900, models, PORTRAIT_B, 2, size, "B", fps, talk=(split, "listen"), listen=(split, "talk"))
+    g.group("Avatar B: talks with speaker_2, listens to speaker_1", list(bb.values()), COLOURS["b"])
+    compose = g.node("BMDyadicCompose", (2900, 300), {"fps": 25.0}, title="Dyadic Compose")
+    g.link(a["decode"], "frames", compose, "image_a")
+    g.link(bb["decode"], "frames", compose, "image_b")
+    g.link(conversation, 0, compose, "conversation")
+    g.link(fps, 0, compose, "fps")
+    save = g.node("SaveVideo", (3260, 300), {"filename_prefix": "beyond_monologue/dyadic"}, size=(480, 520))
+    g.link(compose, "video", save, "video")
+    g.group("Output", [compose, save], COLOURS["output"])
+    g.note(files_note(
+        "Beyond Monologue: dyadic conversation",
+        "One conversation recording and two portraits make a video of two avatars side by side: each speaks its "
+        "own lines and listens while the other talks. Load the conversation (mono: the speakers are found "
+        "automatically; stereo: set the split mode to stereo) and the two portraits, then Queue. The video lasts "
+        "as long as the conversation; set fps and size once in Video settings. Avatar B gets the split streams "
+        "swapped. For a different prompt per avatar, add a second CLIP Text Encode.",
+        "beyond-monologue-wan22-5b", FILES_5B), (0, 40), (460, 860), "Read me: dyadic conversation")
+    targets = {"conversation": (conversation, "audio"), "portrait_a": (a["image"], "image"),
+               "portrait_b": (bb["image"], "image"), "prompt": (models["positive"], "text"),
+               "split_mode": (split, "mode"), "speaker_a": (split, "avatar_speaker"), "turns": (split, "turns"),
+               "fps": (fps, "value"), "width": (width, "value"), "height": (height, "value"),
+               "seed_a": (a["sampler"], "seed"), "seed_b": (bb["sampler"], "seed"), "steps_a": (a["sampler"], "steps"),
+               "steps_b": (bb["sampler"], "steps"), "layout": (compose, "layout")}
+    return _finish(b, "dyadic_conversation", targets, (0.35, 200.0, 300.0))
+
+
+def full_duplex_avatar(object_info: dict) -> ExampleWorkflow:
+    """Workflow 2: one avatar that talks and listens, from two audio files (its own speech, the other's)."""
+    b = _Builder(object_info, "full_duplex_avatar")
+    g = b.graph
+    models = b.models_5b(520, 40)
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
+    g.group("Prompt", [models["positive"], models["negative"]], COLOURS["prompt"])
+    talk = g.node("LoadAudio", (900, 470), {"audio": SPEAKER_STREAMS[0]}, title="Talk: the avatar's own speech",
+                  size=(420, 150))
+    listen = g.node("LoadAudio", (900, 660), {"audio": SPEAKER_STREAMS[1]},
+                    title="Listen: the other person's speech", size=(420, 150))
+    mix = g.node("AudioMerge", (900, 850), {"merge_method": "add"}, title="Soundtrack: talk + listen")
+    g.link(talk, 0, mix, "audio1")
+    g.link(listen, 0, mix, "audio2")
+    g.group("Audio", [talk, listen, mix], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    g.group("Video settings", [fps], COLOURS["settings"])
+    avatar = b.avatar(1400, 240, models, PORTRAIT_A, 1, (704, 1280), "", fps, talk=(talk, 0), listen=(listen, 0),
+                      decode_audio=(mix, 0))
+    g.group("Avatar", list(avatar.values()), COLOURS["a"])
+    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": "beyond_monologue/full_duplex"}, size=(400, 620))
+    g.link(avatar["decode"], "video", save, "video")
+    g.note(files_note(
+        "Beyond Monologue: one full-duplex avatar",
+        "The avatar speaks the 'talk' file and reacts while the 'listen' file plays: load both (any sample rate; "
+        "they may differ in length) and a portrait, then Queue. The soundtrack is both files mixed (Audio Merge "
+        "keeps the length of 'talk'). To split one recording instead, use BM Split Conversation (see the dyadic "
+        "example).", "beyond-monologue-wan22-5b", FILES_5B), (0, 40), (460, 860), "Read me: full-duplex avatar")
+    sampler = avatar["sampler"]
+    targets = {"talk": (talk, "audio"), "listen": (listen, "audio"), "portrait": (avatar["image"], "image"),
+               "prompt": (models["positive"], "text"), "fps": (fps, "value"), "width": (sampler, "width"),
+               "height": (sampler, "height"), "seed": (sampler, "seed"), "steps": (sampler, "steps")}
+    return _finish(b, "full_duplex_avatar", targets, (0.45, 200.0, 250.0))
+
+
+def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
+    """Workflow 3: a talking avatar with the public InfiniteTalk weights on Wan2.1-I2V-14B-480P."""
+    b = _Builder(object_info, "infinitetalk_talking_avatar")
+    g = b.graph
+    unet = b.loader("UNETLoader", (520, 40), "wan21_i2v_14b_480p_fp8_scaled_kj", "unet_name", weight_dtype="default")
+    adapter = b.loader("BMApplyDuplexAdapter", (520, 190), "infinitetalk_single_fp16", "adapter")
+    g.link(unet, 0, adapter, "model")
+    vae = b.loader("VAELoader", (520, 480), "wan21_vae_bf16_kijai", "vae_name")
+    clip = b.loader("CLIPLoader", (520, 600), "umt5_xxl_fp8_scaled", "clip_name", type="wan")
+    encoder = b.loader("AudioEncoderLoader", (520, 770), "wav2vec2_chinese_base_fp16", "audio_encoder_name")
+    g.group("Models: Wan2.1-I2V-14B", [unet, adapter, vae, clip, encoder], COLOURS["models"])
+    models = {"model": adapter, "vae": vae, "audio_encoder": encoder}
+    models["positive"], models["negative"] = b.text((900, 40), clip)
+    g.group("Prompt", [models["positive"], models["negative"]], COLOURS["prompt"])
+    speech = g.node("LoadAudio", (900, 470), {"audio": SPEAKER_STREAMS[0]}, title="Speech", size=(420, 150))
+    silence = g.node("EmptyAudio", (900, 660), {"duration": 0.1, "sample_rate": 16000, "channels": 1},
+                     title="Listen: silence (InfiniteTalk only talks)")
+    g.group("Audio", [speech, silence], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    g.group("Video settings", [fps], COLOURS["settings"])
+    sampler = {"steps": 40, "sampler_name": "euler", "scheduler": "simple", "shift": 7.0, "cfg_text": 5.0,
+               "cfg_talk": 4.0, "cfg_listen": 1.0}
+    avatar = b.avatar(1400, 240, models, PORTRAIT_A, 1, (832, 480), "", fps, talk=(speech, 0), listen=(silence, 0),
+                      decode_audio=(speech, 0), sampler=sampler)
+    g.group("Avatar", list(avatar.values()), COLOURS["a"])
+    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": "beyond_monologue/infinitetalk"}, size=(480, 400))
+    g.link(avatar["decode"], "video", save, "video")
+    g.note(files_note(
+        "Talking avatar with InfiniteTalk (public weights)",
+        "Runs today on the public files of ComfyUI's own InfiniteTalk template: the InfiniteTalk model patch is "
+        "the talking branch (frame-local audio attention), the reference portrait is frame 0 of every window "
+        "(guide position auto). Load speech and a portrait, then Queue; 832x480 at 25 fps. The listen stream is "
+        "silence: InfiniteTalk has no listening branch, so cfg_listen stays 1 (one model call fewer per step). "
+        "Settings follow InfiniteTalk without a distillation LoRA (40 steps, shift 7 at 480p, text CFG 5, audio "
+        "CFG 4); with the optional lightx2v LoRA (Load LoRA, model only, strength 1, between the model loader "
+        "and BM Apply Duplex Adapter) use 6 steps and CFG 1, as ComfyUI's own template does.",
+        "infinitetalk-wan21-14b-480p", ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_single_fp16",
+                                        "wan21_vae_bf16_kijai", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16",
+                                        "lightx2v_i2v_14b_480p_lora"]),
+        (0, 40), (460, 860), "Read me: InfiniteTalk")
+    sampler_node = avatar["sampler"]
+    targets = {"speech": (speech, "audio"), "portrait": (avatar["image"], "image"),
+               "prompt": (models["positive"], "text"), "fps": (fps, "value"), "width": (sampler_node, "width"),
+               "height": (sampler_node, "height"), "seed": (sampler_node, "seed"), "steps": (sampler_node, "steps")}
+    return _finish(b, "infinitetalk_talking_avatar", targets, (0.45, 200.0, 250.0))
+
+
+BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar)
+
+
+def build_all(object_info: dict) -> list[ExampleWorkflow]:
+    """Every example workflow, built against a server's ``/object_info``."""
+    return [build(object_info) for build in BUILDERS]
+
+
+def file_texts(example: ExampleWorkflow) -> dict[str, str]:
+    """The files of one example, relative to ``workflows/``, as they are written (JSON, 2-space indent)."""
+    def dump(data):
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return {f"{example.name}.json": dump(example.ui), f"api/{example.name}.json": dump(example.api),
+            f"api/{example.name}.map.json": dump(example.mapping)}
+
+
+def write_all(object_info: dict, folder: Path = WORKFLOWS_DIR) -> list[Path]:
+    """Write every example's files into ``folder``; returns their paths."""
+    written = []
+    for example in build_all(object_info):
+        for relative, text in file_texts(example).items():
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m beyond_monologue.comfyui.example_workflows [--server URL]``: regenerate ``workflows/``."""
+    import argparse
+    import tempfile
+
+    from .comfy_client import ComfyClient
+    from .comfy_launcher import ComfyServer
+
+    parser = argparse.ArgumentParser(description="Regenerate the pack's example workflows (workflows/).")
+    parser.add_argument("--server", help="a running ComfyUI with this pack (default: start one)")
+    args = parser.parse_args(argv)
+    if args.server:
+        object_info = ComfyClient(args.server).object_info()
+    else:
+        with tempfile.TemporaryDirectory() as base, ComfyServer(base) as server:
+            object_info = ComfyClient(server.url).object_info()
+    for path in write_all(object_info):
+        print(f"wrote {path.relative_to(PACK_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
