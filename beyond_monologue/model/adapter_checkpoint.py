@@ -184,6 +184,20 @@ def load_adapter(path: str | Path, label: str | None = None, audio_layers: int =
     """
     label = label or f"adapter file {Path(path).name!r}"
     sd, meta = read_safetensors(path, label)
+    return adapter_from_state(sd, meta, label, audio_layers, operations, device, dtype)
+
+
+def adapter_from_state(sd: dict[str, torch.Tensor], meta: dict[str, str], label: str, audio_layers: int = 12,
+                       operations=None, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None) -> DuplexAdapter:
+    """Build a :class:`DuplexAdapter` from a file's tensors and metadata (what :func:`load_adapter` does after reading).
+
+    An adapter in memory goes through here too (:func:`file_state_dict` first), so attaching it
+    gives exactly the module that loading its saved file would give.
+
+    Raises:
+        BMInputError: unknown layout, missing/unused key or wrong shape (naming ``label``).
+    """
     cfg, internal = config_and_internal_state(sd, meta, label, audio_layers)
     with torch.device("meta"):
         adapter = DuplexAdapter(cfg, operations=operations)
