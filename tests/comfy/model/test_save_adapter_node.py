@@ -78,11 +78,11 @@ def test_saved_file_round_trips_bit_exactly_through_apply(pack, pack_nodes, adap
 def test_bad_training_metadata_and_prefixes_are_refused_with_the_input_named(pack, pack_nodes, adapters_dir):
     save = pack_nodes["BMSaveDuplexAdapter"]
     errors = pack.beyond_monologue.errors
-    with pytest.raises(errors.BMInputError, match="trained_adapter.*bm_train_steps"):
+    with pytest.raises(errors.BMInputError, match=r"trained_adapter.*bm_train_steps"):
         save.execute(trained_adapter=_trained(pack, metadata={"bm_train_stage": "both"}), filename_prefix="x")
-    with pytest.raises(errors.BMInputError, match="trained_adapter.*stage"):
+    with pytest.raises(errors.BMInputError, match=r"trained_adapter.*stage"):
         save.execute(trained_adapter=_trained(pack, metadata={**METADATA, "bm_train_stage": "dancing"}), filename_prefix="x")
-    with pytest.raises(errors.BMInputError, match="trained_adapter.*unknown metadata key 'author'"):
+    with pytest.raises(errors.BMInputError, match=r"trained_adapter.*unknown metadata key 'author'"):
         save.execute(trained_adapter=_trained(pack, metadata={**METADATA, "author": "me"}), filename_prefix="x")
     with pytest.raises(errors.BMInputError, match="filename_prefix"):
         save.execute(trained_adapter=_trained(pack), filename_prefix="../../escape")
