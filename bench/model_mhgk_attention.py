@@ -11,7 +11,8 @@ For every backend it prints the median time, the median ratio to plain SDPA (no 
 alternately with it, on CUDA the peak
 memory above the inputs and its ratio, and the relative error against the float32 reference.
 Goal on GPU: at most 1.25x plain SDPA time, memory O(L_video + L_audio) (``--scaling`` prints the
-extra memory of ``auto`` for growing video lengths). Absolute times are only meaningful on a GPU.
+extra memory of ``auto`` for growing video lengths). The last row adds the adapter's time-RoPE (format 2),
+rotating q and k before the same attention. Absolute times are only meaningful on a GPU.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from timing import paired_ms, sync
 
 from beyond_monologue.model.mhgk import MHGKKernel, kernel_times
 from beyond_monologue.model.mhgk_attention import backend_available, choose_backend, mhgk_attention
+from beyond_monologue.model.time_rope import TimeRoPE
 
 SHAPES = {
     "cuda": {"heads": 24, "head_dim": 128, "frames": 31, "tokens_per_frame": 22 * 40, "tokens_per_window": 32,
@@ -102,6 +104,7 @@ def run(device, repeats, scaling):
                 continue
             mem_cols = f"{mem:.1f} | {mem / base_mem:.2f}" if mem is not None else "- | -"
             print(f"| {kernel_name} | {label} | {ms:.3f} | {ratio:.2f} | {mem_cols} | {err:.1e} |")
+    rope_row(q, k, v, tables["talk (default)"], times, sdpa, device, repeats)
     if scaling and device.type == "cuda":
         print("\nextra memory of 'auto' (talk kernel) as the video grows (O(L) means roughly linear):")
         for frames in (11, 21, 31, 41):
@@ -110,6 +113,21 @@ def run(device, repeats, scaling):
             mem = extra_memory_mib(lambda q=q, k=k, v=v, table=table: mhgk_attention(q, k, v, table), device)
             sdpa = extra_memory_mib(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v), device)
             print(f"  {frames} latents, {q.shape[2]} x {k.shape[2]} tokens: auto {mem:.1f} MiB, SDPA {sdpa:.1f} MiB")
+
+
+def rope_row(q, k, v, table, times, sdpa, device, repeats):
+    """The default talk kernel with the adapter's time-RoPE (format 2) rotating q and k first (``auto`` backend)."""
+    rope = TimeRoPE(rotary_dims=q.shape[-1]).tables(*times, device=device)
+    reference = mhgk_attention(rope.rotate_queries(q.float()), rope.rotate_keys(k.float()), v.float(), table, "reference")
+
+    def call():
+        return mhgk_attention(rope.rotate_queries(q), rope.rotate_keys(k), v, table)
+
+    ms, ratio = paired_ms(call, sdpa, device, repeats)
+    mem = extra_memory_mib(call, device)
+    err = ((call().float() - reference).norm() / reference.norm()).item()
+    mem_cols = f"{mem:.1f} | -" if mem is not None else "- | -"
+    print(f"| talk (default) + time-RoPE | auto -> {choose_backend(q, k, table)} | {ms:.3f} | {ratio:.2f} | {mem_cols} | {err:.1e} |")
 
 
 def main():

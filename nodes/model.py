@@ -16,8 +16,10 @@ from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.model.adapter_checkpoint import load_adapter
 from ..beyond_monologue.model.mhgk import parse_per_head
 from ..beyond_monologue.model.mhgk_attention import BACKENDS
+from ..beyond_monologue.model.trained_adapter import attachable_module, save_trained_adapter
 from ..beyond_monologue.model.wan_patch import AdapterSettings, attach_duplex_adapter
 from ..beyond_monologue.weights import missing_file_error
+from .types import DuplexAdapterType
 
 ADAPTER_FOLDER = "beyond_monologue"
 ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
@@ -94,16 +96,25 @@ class BMApplyDuplexAdapter(io.ComfyNode):
                 io.Combo.Input("attention_backend", options=list(BACKENDS), default="auto", optional=True,
                                tooltip="MHGK attention kernel. auto picks the fastest exact one for the GPU; "
                                        "the others are for benchmarking and debugging."),
+                DuplexAdapterType.Input("trained_adapter", optional=True,
+                                        tooltip="An adapter in memory, e.g. BM Train Duplex Adapter's output. When "
+                                                "connected it is attached instead of the file, and the adapter "
+                                                "file choice is ignored; it computes exactly as its saved file would."),
             ],
             outputs=[io.Model.Output(display_name="MODEL", tooltip="The Wan model with the adapter attached.")],
         )
 
     @classmethod
-    def validate_inputs(cls, talk_sigma="", talk_alpha="", listen_sigma="", listen_alpha=""):
+    def validate_inputs(cls, adapter=None, talk_sigma="", talk_alpha="", listen_sigma="", listen_alpha=""):
         """Syntax of the per-head overrides (the head count is only known once the file is read).
 
+        ``adapter`` is taken here so that ComfyUI does not refuse a file name missing from the list
+        while an in-memory ``trained_adapter`` is connected (a training graph may have no adapter
+        file yet); a missing file without one fails when the node runs, naming folder and download.
         No ``**kwargs`` on purpose: ComfyUI then keeps checking the other inputs' ranges and options.
         """
+        if adapter is not None and not isinstance(adapter, str):
+            return f"adapter: expected a file name, got {type(adapter).__name__}"
         values = {"talk_sigma": talk_sigma, "talk_alpha": talk_alpha, "listen_sigma": listen_sigma, "listen_alpha": listen_alpha}
         for name, text in values.items():
             if not isinstance(text, str):
@@ -117,11 +128,15 @@ class BMApplyDuplexAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, adapter, talk_strength, listen_strength, talk_sigma="", talk_alpha="", listen_sigma="",
-                listen_alpha="", attention_backend="auto") -> io.NodeOutput:
-        path = resolve_adapter_file(adapter)
-        label = f"adapter file {adapter!r}"
-        module = load_adapter(path, label=label, operations=comfy.ops.manual_cast,
-                              device=comfy.model_management.unet_offload_device())
+                listen_alpha="", attention_backend="auto", trained_adapter=None) -> io.NodeOutput:
+        offload = comfy.model_management.unet_offload_device()
+        if trained_adapter is not None:
+            label = "trained_adapter"
+            module = attachable_module(trained_adapter, operations=comfy.ops.manual_cast, device=offload)
+        else:
+            label = f"adapter file {adapter!r}"
+            module = load_adapter(resolve_adapter_file(adapter), label=label, operations=comfy.ops.manual_cast,
+                                  device=offload)
         cfg = module.config
         overrides = {"talk": (talk_sigma, talk_alpha), "listen": (listen_sigma, listen_alpha)}
         kernels = {}
@@ -135,11 +150,56 @@ class BMApplyDuplexAdapter(io.ComfyNode):
                                    f"also set {stream}_alpha (e.g. 8) for a soft Gaussian kernel, or leave {stream}_sigma empty.")
             kernels[stream] = current.with_overrides(sigma, alpha)
         if not cfg.trained:
-            logging.warning("BeyondMonologue: %s holds generated (untrained) smoke weights; the audio will not drive the video.", adapter)
+            logging.warning("BeyondMonologue: %s holds generated (untrained) smoke weights; the audio will not drive the video.", label)
         patcher = comfy.model_patcher.ModelPatcher(module, load_device=comfy.model_management.get_torch_device(),
                                                    offload_device=comfy.model_management.unet_offload_device())
         settings = AdapterSettings(kernels, {"talk": talk_strength, "listen": listen_strength}, attention_backend)
         return io.NodeOutput(attach_duplex_adapter(model, patcher, settings, label=label))
 
 
-NODES = [BMApplyDuplexAdapter]
+class BMSaveDuplexAdapter(io.ComfyNode):
+    """BM_DUPLEX_ADAPTER -> a layout (a) file in ``models/beyond_monologue`` with ``bm_trained=true`` and training metadata."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BMSaveDuplexAdapter",
+            display_name="BM Save Duplex Adapter",
+            category="BeyondMonologue/model",
+            description=(
+                f"Saves a trained dual-stream adapter as a Beyond Monologue adapter file (docs/ADAPTER_FORMAT.md) in "
+                f"ComfyUI/models/{ADAPTER_FOLDER}, with its training metadata (stage, steps, samples, hours of audio, "
+                "base model, dropout rates, learning rates) and its RoPE/MHGK settings. Never overwrites: a new "
+                "numbered file each run. BM Apply Duplex Adapter loads it back bit-exactly."),
+            inputs=[
+                DuplexAdapterType.Input("trained_adapter", tooltip="The adapter to save (BM Train Duplex Adapter's output)."),
+                io.String.Input("filename_prefix", default="bm_adapter",
+                                tooltip=f"File name prefix inside models/{ADAPTER_FOLDER} (sub-folders allowed, e.g. "
+                                        "'stage1/bm_adapter'); a counter and .safetensors are appended."),
+            ],
+            outputs=[io.String.Output(display_name="file", tooltip=f"The saved file's name in models/{ADAPTER_FOLDER}, "
+                                      "as BM Apply Duplex Adapter lists it.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, trained_adapter, filename_prefix="bm_adapter") -> io.NodeOutput:
+        root = os.path.join(folder_paths.models_dir, ADAPTER_FOLDER)
+        try:
+            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
+        except Exception as err:  # noqa: BLE001 - folder_paths raises a bare Exception for a prefix leaving the folder
+            raise BMInputError("filename_prefix", f"{filename_prefix!r} is not a file name inside models/{ADAPTER_FOLDER} "
+                               f"({err}).", "use a plain name such as 'bm_adapter' or 'stage1/bm_adapter'.") from None
+        os.makedirs(folder, exist_ok=True)
+        while True:  # never overwrite (a file may have appeared since ComfyUI counted)
+            file_name = f"{name}_{counter:05}_.safetensors"
+            if not os.path.exists(os.path.join(folder, file_name)):
+                break
+            counter += 1
+        save_trained_adapter(trained_adapter, os.path.join(folder, file_name))
+        listed = f"{subfolder}/{file_name}" if subfolder else file_name
+        logging.info("BeyondMonologue: saved the trained adapter to models/%s/%s", ADAPTER_FOLDER, listed)
+        return io.NodeOutput(listed, ui={"text": [f"models/{ADAPTER_FOLDER}/{listed}"]})
+
+
+NODES = [BMApplyDuplexAdapter, BMSaveDuplexAdapter]

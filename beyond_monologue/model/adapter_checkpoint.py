@@ -25,9 +25,11 @@ from . import infinitetalk
 from .audio_qformer import QFormerConfig
 from .duplex_adapter import HEAD_DIM, LAYOUT_BM, LAYOUT_INFINITETALK, AdapterConfig, DuplexAdapter
 from .mhgk import MHGKKernel
+from .time_rope import TimeRoPE
 
 FORMAT_NAME = "beyond_monologue.model.duplex_adapter"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds "rope" (time-scaled RoPE) to the config; version 1 files load with RoPE off
+READABLE_VERSIONS = ("1", "2")
 META_FORMAT, META_VERSION, META_CONFIG, META_TRAINED = "bm_format", "bm_format_version", "bm_adapter_config", "bm_trained"
 FIX_FILE = "put a Beyond Monologue adapter (docs/ADAPTER_FORMAT.md) or an InfiniteTalk model patch " \
            "(wan2.1_infiniteTalk_single_fp16.safetensors) in ComfyUI/models/model_patches and pick it again."
@@ -45,20 +47,23 @@ def config_to_metadata(cfg: AdapterConfig) -> dict[str, str]:
         "layout": cfg.layout, "base_model": cfg.base_model, "model_dim": cfg.model_dim, "num_layers": cfg.num_layers,
         "num_heads": cfg.num_heads, "streams": list(cfg.streams), "qk_norm": cfg.qk_norm, "fps": cfg.fps,
         "qformer": cfg.encoder.to_dict(), "mhgk": {s: cfg.kernel(s).to_dict() for s in cfg.streams},
+        "rope": None if cfg.rope is None else cfg.rope.to_dict(),
     }
     return {META_FORMAT: FORMAT_NAME, META_VERSION: str(FORMAT_VERSION), META_CONFIG: json.dumps(body),
             META_TRAINED: "true" if cfg.trained else "false"}
 
 
 def config_from_metadata(meta: dict[str, str], label: str) -> AdapterConfig:
-    """Inverse of :func:`config_to_metadata`.
+    """Inverse of :func:`config_to_metadata`; reads format versions 1 (no RoPE) and 2.
 
     Raises:
-        BMInputError: unknown format version or a config that is not valid JSON / misses a field.
+        BMInputError: unknown format version, a config that is not valid JSON / misses a field, or
+            a version-1 file that claims a RoPE.
     """
-    if meta.get(META_VERSION) != str(FORMAT_VERSION):
-        raise BMInputError(label, f"has adapter format version {meta.get(META_VERSION)!r}; this pack reads {FORMAT_VERSION}.",
-                           "update the pack or use a file made for this version.")
+    version = meta.get(META_VERSION)
+    if version not in READABLE_VERSIONS:
+        raise BMInputError(label, f"has adapter format version {version!r}; this pack reads {', '.join(READABLE_VERSIONS)}.",
+                           "update the pack or use a file made for these versions.")
     try:
         body = json.loads(meta[META_CONFIG])
         return AdapterConfig(
@@ -66,10 +71,20 @@ def config_from_metadata(meta: dict[str, str], label: str) -> AdapterConfig:
             num_heads=int(body["num_heads"]), streams=tuple(body["streams"]), qk_norm=bool(body["qk_norm"]),
             encoder=QFormerConfig(**body["qformer"]), fps=float(body.get("fps", 25.0)),
             kernels={s: MHGKKernel.from_dict(k) for s, k in body.get("mhgk", {}).items()},
-            base_model=str(body.get("base_model", "")), trained=meta.get(META_TRAINED, "true") != "false")
+            base_model=str(body.get("base_model", "")), trained=meta.get(META_TRAINED, "true") != "false",
+            rope=_rope_from_body(body, version))
     except (KeyError, TypeError, ValueError) as err:
         raise BMInputError(label, f"has an unreadable '{META_CONFIG}' metadata entry ({type(err).__name__}: {err}).",
                            FIX_FILE) from None
+
+
+def _rope_from_body(body: dict, version: str) -> TimeRoPE | None:
+    rope = body.get("rope")
+    if rope is None:
+        return None
+    if version == "1":
+        raise ValueError("a format-1 config has no 'rope' (RoPE came with format 2)")
+    return TimeRoPE.from_dict(rope)
 
 
 def expected_shapes(cfg: AdapterConfig) -> dict[str, tuple[int, ...]]:
@@ -169,6 +184,20 @@ def load_adapter(path: str | Path, label: str | None = None, audio_layers: int =
     """
     label = label or f"adapter file {Path(path).name!r}"
     sd, meta = read_safetensors(path, label)
+    return adapter_from_state(sd, meta, label, audio_layers, operations, device, dtype)
+
+
+def adapter_from_state(sd: dict[str, torch.Tensor], meta: dict[str, str], label: str, audio_layers: int = 12,
+                       operations=None, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None) -> DuplexAdapter:
+    """Build a :class:`DuplexAdapter` from a file's tensors and metadata (what :func:`load_adapter` does after reading).
+
+    An adapter in memory goes through here too (:func:`file_state_dict` first), so attaching it
+    gives exactly the module that loading its saved file would give.
+
+    Raises:
+        BMInputError: unknown layout, missing/unused key or wrong shape (naming ``label``).
+    """
     cfg, internal = config_and_internal_state(sd, meta, label, audio_layers)
     with torch.device("meta"):
         adapter = DuplexAdapter(cfg, operations=operations)
@@ -194,14 +223,18 @@ def save_adapter(adapter: DuplexAdapter, path: str | Path) -> None:
 
 def smoke_config(layout: str, model_dim: int = 256, num_layers: int = 2, audio_layers: int = 12,
                  audio_dim: int = 768) -> AdapterConfig:
-    """A small config in either layout (for generated smoke weights and tests)."""
+    """A small config in either layout (for generated smoke weights and tests).
+
+    Layout (a) has the time-RoPE on the whole head (the pack's default for new adapters: the paper's
+    best attention is 3D cross-attention + 1D RoPE + MHGK); layout (b) has none (InfiniteTalk).
+    """
     heads = max(1, model_dim // HEAD_DIM)
     if layout == LAYOUT_BM:
         enc = QFormerConfig(audio_dim=audio_dim, audio_layers=audio_layers, dim=64, context_dim=64, num_queries=4,
                             num_layers=1, num_heads=2, history_windows=4, ffn_mult=2)
         kernels = {s: MHGKKernel.default(s, heads) for s in ("talk", "listen")}
         return AdapterConfig(LAYOUT_BM, model_dim, num_layers, heads, ("talk", "listen"), True, enc, kernels,
-                             base_model="wan2.2-ti2v-5b", trained=False)
+                             base_model="wan2.2-ti2v-5b", trained=False, rope=TimeRoPE(rotary_dims=model_dim // heads))
     if layout == LAYOUT_INFINITETALK:
         enc = infinitetalk.InfiniteTalkConfig(audio_dim=audio_dim, audio_layers=audio_layers, intermediate_dim=32,
                                               context_dim=64, context_tokens=4)

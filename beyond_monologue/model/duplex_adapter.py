@@ -25,6 +25,7 @@ from .audio_qformer import AudioQFormer, QFormerConfig
 from .infinitetalk import InfiniteTalkAudioProj, InfiniteTalkConfig
 from .mhgk import STREAMS, MHGKKernel
 from .mhgk_attention import mhgk_attention
+from .time_rope import RopeTables, TimeRoPE
 
 LAYOUT_BM = "beyond_monologue"
 LAYOUT_INFINITETALK = "infinitetalk"
@@ -47,6 +48,8 @@ class AdapterConfig:
         fps: video frame rate the adapter was trained at (times of the kernel).
         base_model: the DiT the adapter was trained on, e.g. ``"wan2.2-ti2v-5b"``.
         trained: False for generated (smoke) weights.
+        rope: time-scaled 1D RoPE of the audio cross-attention (:mod:`beyond_monologue.model.time_rope`),
+            ``None`` = off (every format-1 file, and the InfiniteTalk layout, which has none).
     """
 
     layout: str
@@ -60,6 +63,7 @@ class AdapterConfig:
     fps: float = 25.0
     base_model: str = ""
     trained: bool = True
+    rope: TimeRoPE | None = None
 
     def __post_init__(self):
         if self.layout not in LAYOUTS or not set(self.streams) <= set(STREAMS) or not self.streams:
@@ -70,6 +74,11 @@ class AdapterConfig:
             kernel = self.kernels.get(stream)
             if kernel is not None and kernel.num_heads != self.num_heads:
                 raise ValueError(f"{stream} kernel has {kernel.num_heads} heads, the adapter {self.num_heads}")
+        if self.rope is not None:
+            if self.layout != LAYOUT_BM:
+                raise ValueError("the InfiniteTalk layout has no RoPE in its audio cross-attention")
+            if self.rope.rotary_dims > self.model_dim // self.num_heads:
+                raise ValueError(f"RoPE rotary_dims {self.rope.rotary_dims} exceed the head dim {self.model_dim // self.num_heads}")
 
     def kernel(self, stream: str) -> MHGKKernel:
         """The configured kernel of ``stream`` (the pack default when the config has none)."""
@@ -103,7 +112,7 @@ class AudioCrossAttention(nn.Module):
                 self.o.bias.zero_()
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, bias_table: torch.Tensor,
-                backend: str = "auto", structure: str | None = None) -> torch.Tensor:
+                backend: str = "auto", structure: str | None = None, rope: RopeTables | None = None) -> torch.Tensor:
         """Residual for the video tokens.
 
         Args:
@@ -111,6 +120,8 @@ class AudioCrossAttention(nn.Module):
             tokens: ``[B, Tk * N, context_dim]`` audio tokens (window-major).
             bias_table: ``[H, Tq, Tk]`` MHGK bias.
             backend / structure: see :func:`mhgk_attention`.
+            rope: time-RoPE tables of the call (q at the latent frames' times, k at the windows'),
+                applied after ``norm_q`` / ``norm_k``; ``None`` = no RoPE.
 
         Returns:
             ``[B, Tq * S, dim]`` in ``x.dtype``.
@@ -119,6 +130,8 @@ class AudioCrossAttention(nn.Module):
         q = self.norm_q(self.q(self.norm_x(x))).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         k = self.norm_k(self.k(tokens)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         v = self.v(tokens).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        if rope is not None:
+            q, k = rope.rotate_queries(q), rope.rotate_keys(k)
         out = mhgk_attention(q, k, v, bias_table, backend=backend, structure=structure)
         return self.o(out.transpose(1, 2).reshape(B, L, dim))
 
@@ -190,9 +203,10 @@ class DuplexAdapter(nn.Module):
         return self._encoder(stream).null(num_latents, first_latent == 0, device, dtype)
 
     def residual(self, block_index: int, stream: str, x: torch.Tensor, tokens: torch.Tensor,
-                 bias_table: torch.Tensor, backend: str = "auto", structure: str | None = None) -> torch.Tensor:
+                 bias_table: torch.Tensor, backend: str = "auto", structure: str | None = None,
+                 rope: RopeTables | None = None) -> torch.Tensor:
         """Block ``block_index``'s residual from ``stream`` (:meth:`AudioCrossAttention.forward`)."""
-        return self.blocks[block_index][stream](x, tokens, bias_table, backend, structure)
+        return self.blocks[block_index][stream](x, tokens, bias_table, backend, structure, rope)
 
     def _encoder(self, stream: str):
         if stream not in self.encoders:

@@ -45,6 +45,7 @@ from ..sampling.duplex_call import CALL_KEY, DuplexCall, prepare_duplex_call
 from .adapter_checkpoint import check_compatible
 from .mhgk import MHGKKernel, kernel_times
 from .mhgk_attention import table_structure
+from .time_rope import RopeTables
 
 ADAPTER_KEY = "bm_duplex_adapter"
 STATE_KEY = "bm_duplex_state"
@@ -199,6 +200,7 @@ class _Branch:
     table: torch.Tensor  # [H, Tq, Tk]
     structure: str  # table_structure(table), computed on the CPU once per model call
     scale: float
+    rope: RopeTables | None = None  # time-RoPE of the call (adapter format 2), None = off
 
 
 @dataclass
@@ -241,7 +243,8 @@ class _DuplexHook:
         # every branch reads the same tokens (parallel, IP-Adapter style): all residuals first, then the sums
         rows = [slice(None) if branch.rows is None else branch.rows for branch in state.branches]
         residuals = [adapter.residual(block_index, branch.stream, video[r], branch.tokens, branch.table,
-                                      state.backend, branch.structure) for branch, r in zip(state.branches, rows, strict=True)]
+                                      state.backend, branch.structure, branch.rope)
+                     for branch, r in zip(state.branches, rows, strict=True)]
         for branch, r, residual in zip(state.branches, rows, residuals, strict=True):
             if branch.rows is None:
                 video.add_(residual, alpha=branch.scale)
@@ -257,6 +260,7 @@ class _DuplexHook:
         per_chunk = batch // len(chunks) if batch % len(chunks) == 0 else batch
         row_cond = [chunks[min(r // per_chunk, len(chunks) - 1)] for r in range(batch)]
         branches = []
+        rope_config = self.adapter_patcher.model.config.rope
         for stream in self.adapter_patcher.model.streams:
             scale = self.settings.scales.get(stream, 1.0) * call.scales.get(stream, 1.0)
             if stream not in call.tokens or scale == 0:
@@ -268,10 +272,11 @@ class _DuplexHook:
             q_times, k_times = kernel_times(frames, picked[0].shape[0], call.fps, call.video_first_latent, call.audio_first_latent)
             kernel = call.kernels.get(stream) or self.settings.kernels[stream]
             table = kernel.bias_table(q_times, k_times)
+            rope = None if rope_config is None else rope_config.tables(q_times, k_times, device)
             branches.append(_Branch(
                 stream, None if len(rows) == batch else torch.tensor(rows, device=device),
                 torch.stack(picked).flatten(1, 2).to(device=device, dtype=dtype),
-                table.to(device), table_structure(table), scale))
+                table.to(device), table_structure(table), scale, rope))
         return _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches)
 
 

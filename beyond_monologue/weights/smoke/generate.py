@@ -26,7 +26,7 @@ from ..safetensors_info import SafetensorsError, completeness_problem, read_safe
 from ..verify import SMOKE_MARKER, is_smoke
 from . import BUILDERS
 
-SMOKE_FORMAT = "3"  # bump when a builder's layout or values change, to regenerate cached files
+SMOKE_FORMAT = "4"  # bump when a builder's layout or values change, to regenerate cached files
 SMOKE_NOTE = ("untrained: random values (seed {seed}) in the real key layout, dimensions reduced where ComfyUI "
               "allows; for tests and demos only, it renders noise")
 

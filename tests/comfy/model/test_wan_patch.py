@@ -258,3 +258,24 @@ def test_talk_and_listen_branches_read_the_same_tokens_in_parallel(bm, wan22):
         outputs.append(_record(patched, bm.model.wan_patch.prepare_window(patched, _audio(bm, 0), 0, LATENTS)))
     assert not torch.allclose(outputs[0][0][0], _record(wan22)[0][0])  # both branches are active
     torch.testing.assert_close(outputs[0][0][0], outputs[1][0][0], rtol=1e-5, atol=1e-6)
+
+
+def test_time_rope_is_applied_through_the_patch_and_depends_only_on_time_differences(bm, wan22):
+    import dataclasses
+
+    ap = _adapter_patcher(bm, zero_output=False)
+    assert ap.model.config.rope is not None  # layout (a) smoke adapters carry the time-RoPE
+    patched = bm.model.wan_patch.attach_duplex_adapter(wan22, ap)
+    # latents >= 1 are 4 frames apart (latent 0 holds one frame), so windows from latent 1 on shift rigidly
+    call = dataclasses.replace(bm.model.wan_patch.prepare_window(patched, _audio(bm, 0), 0, LATENTS),
+                               video_first_latent=1, audio_first_latent=1)
+    a = _record(patched, call)
+    later = _record(patched, dataclasses.replace(call, video_first_latent=57, audio_first_latent=57))
+    keys_moved = _record(patched, dataclasses.replace(call, audio_first_latent=2))
+    torch.testing.assert_close(later[0][0], a[0][0], rtol=1e-5, atol=1e-5)  # the same window 8.96 s later
+    assert not torch.allclose(keys_moved[0][0], a[0][0], rtol=1e-4, atol=1e-4)
+
+    no_rope = _adapter_patcher(bm, zero_output=False)
+    no_rope.model.config = dataclasses.replace(no_rope.model.config, rope=None)
+    plain = _record(bm.model.wan_patch.attach_duplex_adapter(wan22, no_rope), call)
+    assert not torch.allclose(plain[0][0], a[0][0], rtol=1e-4, atol=1e-4)

@@ -17,7 +17,8 @@ from beyond_monologue.model.adapter_checkpoint import (
     smoke_state_dict,
 )
 from beyond_monologue.model.duplex_adapter import DuplexAdapter
-from beyond_monologue.model.mhgk import MHGKKernel
+from beyond_monologue.model.mhgk import MHGKKernel, kernel_times
+from beyond_monologue.model.time_rope import TimeRoPE
 
 
 def _write(tmp_path, sd, meta=None, name="adapter.safetensors"):
@@ -131,3 +132,44 @@ def test_saved_smoke_file_reads_back_with_safetensors(tmp_path):
     sd, meta = smoke_state_dict("infinitetalk", seed=1)
     path = _write(tmp_path, sd, meta)
     assert set(load_file(str(path))) == set(sd)
+
+
+def _format_1_file(tmp_path, rope_in_body=False):
+    """A file exactly as format 1 wrote it: version "1" and no "rope" in the config."""
+    sd, meta = smoke_state_dict("beyond_monologue", seed=3, zero_output=False)
+    body = json.loads(meta[META_CONFIG])
+    body.pop("rope", None)
+    if rope_in_body:
+        body["rope"] = TimeRoPE(rotary_dims=16).to_dict()
+    return _write(tmp_path, sd, {**meta, "bm_format_version": "1", META_CONFIG: json.dumps(body)}, "v1.safetensors")
+
+
+def test_format_1_files_load_with_rope_off_and_compute_as_before(tmp_path):
+    loaded = load_adapter(_format_1_file(tmp_path))
+    assert loaded.config.rope is None
+    no_rope = DuplexAdapter(type(loaded.config)(**{**loaded.config.__dict__})).to(torch.bfloat16)
+    no_rope.load_state_dict(loaded.state_dict())
+    x, tokens = torch.randn(1, 3 * 4, 256, dtype=torch.bfloat16), torch.randn(1, 3 * 4, 64, dtype=torch.bfloat16)
+    q_times, k_times = kernel_times(3, 3, 25.0)
+    table = loaded.config.kernel("talk").bias_table(q_times, k_times)
+    assert torch.equal(loaded.residual(0, "talk", x, tokens, table, "grouped"),
+                       loaded.residual(0, "talk", x, tokens, table, "grouped", rope=None))
+    with pytest.raises(BMInputError, match="rope"):
+        load_adapter(_format_1_file(tmp_path, rope_in_body=True))
+
+
+def test_format_2_round_trip_keeps_the_rope_and_the_rope_changes_the_residual(tmp_path):
+    cfg = smoke_config("beyond_monologue", model_dim=256, num_layers=2)
+    rope = TimeRoPE(rotary_dims=64, min_period_s=0.5, max_period_s=32.0)
+    adapter = DuplexAdapter(type(cfg)(**{**cfg.__dict__, "rope": rope})).reset_parameters(5, zero_output=False)
+    path = tmp_path / "v2.safetensors"
+    save_adapter(adapter, path)
+    loaded = load_adapter(path)
+    assert loaded.config.rope == rope and loaded.config == adapter.config
+    x, tokens = torch.randn(1, 3 * 4, 256), torch.randn(1, 3 * 4, 64)
+    q_times, k_times = kernel_times(3, 3, 25.0, 2, 0)
+    table = cfg.kernel("listen").bias_table(q_times, k_times)
+    with torch.no_grad():
+        plain = adapter.residual(1, "listen", x, tokens, table, "grouped")
+        rotated = adapter.residual(1, "listen", x, tokens, table, "grouped", rope=rope.tables(q_times, k_times))
+    assert (plain - rotated).abs().max() > 1e-4
