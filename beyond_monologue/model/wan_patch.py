@@ -38,6 +38,7 @@ import comfy.ldm.wan.model as wan
 import comfy.model_management
 import comfy.patcher_extension
 import torch
+import torch.utils.checkpoint
 
 from ..audio.duplex_audio import DuplexAudio
 from ..errors import BMInputError
@@ -49,6 +50,7 @@ from .time_rope import RopeTables
 
 ADAPTER_KEY = "bm_duplex_adapter"
 STATE_KEY = "bm_duplex_state"
+CHECKPOINT_KEY = "bm_gradient_checkpointing"  # transformer_options flag: checkpoint every patched block (training)
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,16 @@ class _BlockPatch:
         return self
 
     def __call__(self, args: dict, extra: dict) -> dict:
+        options = args["transformer_options"]
+        if options.get(CHECKPOINT_KEY) and torch.is_grad_enabled():
+            # training: recompute the block in backward instead of keeping its activations
+            img = torch.utils.checkpoint.checkpoint(
+                lambda x: self._run({**args, "img": x, "transformer_options": {**options, CHECKPOINT_KEY: False}}, extra)["img"],
+                args["img"], use_reentrant=False)
+            return {"img": img}
+        return self._run(args, extra)
+
+    def _run(self, args: dict, extra: dict) -> dict:
         options = args["transformer_options"]
         state: _ForwardState | None = options.get(STATE_KEY)
         if state is None:

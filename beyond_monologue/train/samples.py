@@ -167,7 +167,7 @@ def save_set(training_set: TrainingSet, path: str | Path) -> None:
         items.append({"fps": a.fps, "feature_order": a.feature_order, "encoder": a.encoder,
                       "context_frames": a.context_frames, "source": s.source})
     meta = {"bm_format": SET_FORMAT, "bm_format_version": SET_VERSION, "bm_samples": json.dumps(items)}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(path), metadata=meta)  # a sample may repeat
 
 
 def load_set(path: str | Path, label: str | None = None) -> TrainingSet:

@@ -28,7 +28,7 @@ import comfy.samplers
 import torch
 
 from ..errors import BMInputError
-from ..model.wan_patch import require_adapter
+from ..model.wan_patch import CHECKPOINT_KEY, require_adapter
 from ..sampling.duplex_call import CALL_KEY, GuideLatent, prepare_duplex_call
 from .recipe import TrainRecipe
 from .samples import TrainingSample
@@ -96,7 +96,7 @@ def plan_step(sample: TrainingSample, recipe: TrainRecipe, generator: torch.Gene
 
 
 def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: torch.Tensor | None = None,
-                  training_dtype: torch.dtype | None = None, loss_scale: float = 1.0) -> float:
+                  training_dtype: torch.dtype | None = None, loss_scale: float = 1.0, checkpointing: bool = False) -> float:
     """Flow-matching loss of one clip under ``plan``; back-propagates ``loss * loss_scale`` and returns the loss.
 
     Runs inside ComfyUI's own sampling machinery, as ``TrainLoraNode`` does: a ``Guider_Basic`` on a
@@ -113,6 +113,7 @@ def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: 
             of the prompt's shape.
         training_dtype: autocast dtype (None or float32 = no autocast).
         loss_scale: multiplier of the back-propagated loss (1 / clips per optimizer step).
+        checkpointing: gradient checkpointing of every DiT block (recomputed in backward; less memory).
 
     Returns:
         The clip's loss (float).
@@ -149,6 +150,7 @@ def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: 
                                branches={0: dict(plan.modes)}, guide=_guide(base, sample, plan, device))
     windowed = model.clone()
     windowed.model_options["transformer_options"][CALL_KEY] = call
+    windowed.model_options["transformer_options"][CHECKPOINT_KEY] = checkpointing
     guider = Guider_Basic(windowed)
     guider.set_conds([[text[None].float(), {}]])
     loss = FlowMatchingLoss(sigmas, training_dtype, loss_scale)

@@ -130,7 +130,8 @@ def _peak_memory_mib(device) -> float:
 
 def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: DuplexAdapter | None = None,
                   negative_text: torch.Tensor | None = None, training_dtype: torch.dtype | None = None,
-                  on_step: StepCallback | None = None, check_interrupt: Callable[[], None] | None = None) -> TrainResult:
+                  checkpointing: bool = False, on_step: StepCallback | None = None,
+                  check_interrupt: Callable[[], None] | None = None) -> TrainResult:
     """Train (or continue) a duplex adapter on ``training_set``.
 
     Args:
@@ -142,6 +143,7 @@ def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter
             (:func:`new_adapter`).
         negative_text: ``[L, D]`` negative prompt context for text dropout (None = zeros).
         training_dtype: autocast dtype of the forward pass (None/float32 = full precision).
+        checkpointing: gradient checkpointing of the DiT blocks (less memory, about a third more time).
         on_step: progress after every optimizer step.
         check_interrupt: called before every clip; raises to stop (ComfyUI's Cancel). Nothing is
             changed outside this function's own copies when it raises.
@@ -181,7 +183,8 @@ def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter
                     check_interrupt()
                 sample = training_set.samples[int(torch.randint(0, len(training_set), (), generator=generator))]
                 plan = plan_step(sample, recipe, generator, module.streams)
-                value = backward_clip(patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step)
+                value = backward_clip(patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step,
+                                      checkpointing)
                 if not math.isfinite(value):
                     raise BMInputError("lr_new", f"made the loss {value} at step {step + 1}.",
                                        "lower the learning rate or train in float32/bfloat16 instead of float16.")
