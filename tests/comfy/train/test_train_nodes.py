@@ -12,7 +12,7 @@ FRAMES, SIZE, FPS = 9, 64, 25.0  # 9 frames = 3 latent frames of 4 x 4 (Wan2.2 V
 @pytest.fixture(scope="module")
 def audio_encoder(wav2vec2_base_file):
     import comfy.audio_encoders.audio_encoders
-    import comfy.model_patcher  # noqa: F401 - audio_encoders.py uses it without importing it (ComfyUI 0.3.75)
+    import comfy.model_patcher
     import comfy.utils
 
     return comfy.audio_encoders.audio_encoders.load_audio_encoder_from_sd(
@@ -44,9 +44,9 @@ def test_a_real_clip_becomes_a_sample_of_the_models_shapes(one_clip_set):
 
 def test_bad_clips_name_the_input(pack, pack_nodes, clip_inputs):
     node, errors = pack_nodes["BMTrainingSample"], pack.beyond_monologue.errors
-    with pytest.raises(errors.BMInputError, match="^talk: lasts"):
+    with pytest.raises(errors.BMInputError, match=r"^talk: lasts"):
         node.execute(**{**clip_inputs, "talk": audio_dict(np.zeros(16000 * 2, np.float32) + 0.1, 16000)})
-    with pytest.raises(errors.BMInputError, match="^images: has 3 frames"):
+    with pytest.raises(errors.BMInputError, match=r"^images: has 3 frames"):
         short = {k: v for k, v in clip_inputs.items()}
         short["images"] = clip_inputs["images"][:3]
         short["talk"] = short["listen"] = audio_dict(np.full(int(16000 * 3 / FPS), 0.1, np.float32), 16000)
