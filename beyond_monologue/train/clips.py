@@ -17,6 +17,7 @@ from ..timebase import is_valid_frame_count
 from .samples import TrainingSample, check_clip
 
 SILENCE = 1e-4  # peak amplitude below which a stream counts as digital silence
+AUDIO_TOLERANCE_S = 0.25  # the pack's choice: containers pad audio (an AAC frame is 64 ms at 16 kHz) or cut it short
 
 
 def usable_frames(frames: int) -> int:
@@ -29,14 +30,15 @@ def check_clip_audio(talk: object, listen: object, frames: int, fps: float) -> N
 
     Raises:
         BMInputError: a bad AUDIO value, audio whose duration differs from ``frames / fps`` by more
-            than one frame (naming the stream), or both streams digitally silent.
+            than :data:`AUDIO_TOLERANCE_S` plus one frame (naming the stream; within that the audio
+            is cut or padded to the frames), or both streams digitally silent.
     """
     video_s = frames / fps
     peaks = []
     for name, audio in (("talk", talk), ("listen", listen)):
         wave, rate = check_audio(audio, name)
         seconds = duration_s(wave, rate)
-        if abs(seconds - video_s) > 1.0 / fps + 1e-6:
+        if abs(seconds - video_s) > AUDIO_TOLERANCE_S + 1.0 / fps:
             raise BMInputError(name, f"lasts {seconds:.3f} s but the frames last {video_s:.3f} s ({frames} at {fps:g} fps).",
                                "take the frames and the audio from the same span (Get Video Components does), "
                                "or set fps to the video's frame rate.")

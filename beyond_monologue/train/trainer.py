@@ -157,52 +157,80 @@ def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter
     if recipe.lr_backbone > 0:
         raise BMInputError("lr_backbone", f"is {recipe.lr_backbone}: training backbone parameters is not built yet "
                            "(only the adapter trains; the backbone stays frozen).", "set lr_backbone to 0.")
-    module = copy.deepcopy(adapter).float() if adapter is not None else new_adapter(model, training_set, recipe.seed)
-    module.requires_grad_(True).train()
-    check_set(model, training_set, module)
-    params = trainable_parameters(module, recipe.stage)
-    device = model.load_device
-    patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=model.offload_device)
-    patched = attach_duplex_adapter(model, patcher)
-    comfy.model_management.load_models_gpu([patched, patcher], force_full_load=True)
-    patched.model.requires_grad_(False)
-    optimizer = _optimizer(recipe, params)
-    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
-        if recipe.ema_decay > 0 else None
+    with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
+        module = _trainable_copy(adapter) if adapter is not None else new_adapter(model, training_set, recipe.seed)
+        module.requires_grad_(True).train()
+        check_set(model, training_set, module)
+        params = trainable_parameters(module, recipe.stage)
+        device = model.load_device
+        patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=model.offload_device)
+        patched = attach_duplex_adapter(model, patcher)
+        comfy.model_management.load_models_gpu([patched, patcher], force_full_load=True)
+        patched.model.requires_grad_(False)
+        _autograd_ready(patched.model)
+        optimizer = _optimizer(recipe, params)
+        ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+            if recipe.ema_decay > 0 else None
+        return _loop(patched, module, optimizer, ema, training_set, recipe, negative_text, training_dtype, checkpointing,
+                     on_step, check_interrupt)
+
+
+def _loop(patched, module, optimizer, ema, training_set, recipe, negative_text, training_dtype, checkpointing,
+          on_step, check_interrupt) -> TrainResult:
+    """The optimizer steps of :func:`train_adapter` (called with autograd on, outside inference mode)."""
+    device = patched.load_device
     generator = torch.Generator().manual_seed(recipe.seed)
     result = TrainResult(trained=None)  # type: ignore[arg-type]
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     clips_per_step = recipe.batch_size * recipe.grad_accumulation
-    with torch.inference_mode(False), torch.enable_grad():
-        for step in range(recipe.steps):
-            total = 0.0
-            for _ in range(clips_per_step):
-                if check_interrupt is not None:
-                    check_interrupt()
-                sample = training_set.samples[int(torch.randint(0, len(training_set), (), generator=generator))]
-                plan = plan_step(sample, recipe, generator, module.streams)
-                value = backward_clip(patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step,
-                                      checkpointing)
-                if not math.isfinite(value):
-                    raise BMInputError("lr_new", f"made the loss {value} at step {step + 1}.",
-                                       "lower the learning rate or train in float32/bfloat16 instead of float16.")
-                total += value
-                result.case_losses.setdefault(plan.case, []).append(value)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update_parameters(module)
-            result.losses.append(total / clips_per_step)
-            if on_step is not None:
-                on_step(step + 1, recipe.steps, result.losses[-1])
+    for step in range(recipe.steps):
+        total = 0.0
+        for _ in range(clips_per_step):
+            if check_interrupt is not None:
+                check_interrupt()
+            sample = training_set.samples[int(torch.randint(0, len(training_set), (), generator=generator))]
+            plan = plan_step(sample, recipe, generator, module.streams)
+            value = backward_clip(patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step,
+                                  checkpointing)
+            if not math.isfinite(value):
+                raise BMInputError("lr_new", f"made the loss {value} at step {step + 1}.",
+                                   "lower the learning rate or train in float32/bfloat16 instead of float16.")
+            total += value
+            result.case_losses.setdefault(plan.case, []).append(value)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update_parameters(module)
+        result.losses.append(total / clips_per_step)
+        if on_step is not None:
+            on_step(step + 1, recipe.steps, result.losses[-1])
     result.seconds = time.perf_counter() - started
     result.peak_memory_mib = _peak_memory_mib(device)
     final = copy.deepcopy(ema.module if ema is not None else module).float().cpu().eval().requires_grad_(False)
     final.config = dataclasses.replace(final.config, trained=True)
-    result.trained = TrainedAdapter(final, training_metadata(recipe, training_set, final, model))
+    result.trained = TrainedAdapter(final, training_metadata(recipe, training_set, final, patched))
     return result
+
+
+def _trainable_copy(adapter: DuplexAdapter) -> DuplexAdapter:
+    """A float32 copy whose tensors are ordinary (not inference-mode) tensors, so autograd can use them."""
+    copied = DuplexAdapter(adapter.config)
+    copied.load_state_dict({k: v.detach().clone().float() for k, v in adapter.state_dict().items()})
+    return copied
+
+
+def _autograd_ready(module: torch.nn.Module) -> None:
+    """Replace inference-mode parameters and buffers (ComfyUI loads models inside ``torch.inference_mode``) by
+    ordinary copies: autograd must save the frozen weights that the adapter's gradients flow through."""
+    for sub in module.modules():
+        for name, param in list(sub._parameters.items()):
+            if param is not None and param.is_inference():
+                sub._parameters[name] = torch.nn.Parameter(param.detach().clone(), requires_grad=False)
+        for name, buffer in list(sub._buffers.items()):
+            if buffer is not None and buffer.is_inference():
+                sub._buffers[name] = buffer.clone()
 
 
 def training_metadata(recipe: TrainRecipe, training_set: TrainingSet, adapter: DuplexAdapter, model) -> dict[str, str]:
