@@ -236,7 +236,7 @@ def training_clip(assets: Path, streams: list[Path], folder: Path, start_s: floa
         video.pix_fmt = "yuv420p"
         sound = container.add_stream("aac", rate=rate, layout="stereo")
         for i in range(frames):
-            shift = int(round(side * 0.04 * np.sin(2 * np.pi * i / frames)))
+            shift = int(np.rint(side * 0.04 * np.sin(2 * np.pi * i / frames)))
             box = (max(0, shift), 0, max(0, shift) + side - abs(shift), side - abs(shift))
             image = portrait.crop(box).resize((size, size), Image.BILINEAR)
             for packet in video.encode(av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")):
