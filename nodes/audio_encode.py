@@ -79,18 +79,27 @@ class BMDualStreamEncode(io.ComfyNode):
         problem = _value_problem(fps, length)
         if problem:
             raise problem
-        talk_wave, talk_rate = check_audio(talk, "talk")
-        listen_wave, listen_rate = check_audio(listen, "listen")
-        model = getattr(audio_encoder, "model", None)
-        if not isinstance(model, Wav2Vec2Model):
-            raise BMInputError("audio_encoder", f"is {type(model).__name__}, not wav2vec2.",
-                               "load wav2vec2-chinese-base_fp16.safetensors (or wav2vec2-base-960h) with Load Audio Encoder.")
-        comfy.model_management.load_model_gpu(audio_encoder.patcher)
-        layers, dim = len(model.encoder.layers), model.encoder.layer_norm.weight.shape[0]
-        duplex = encode_duplex(model, talk_wave, talk_rate, listen_wave, listen_rate, fps=fps, num_frames=length,
-                               order=feature_order, device=audio_encoder.load_device,
-                               encoder_name=f"wav2vec2 {layers}x{dim}", on_progress=progress_reporter())
+        duplex = encode_streams(talk, listen, audio_encoder, fps, length, feature_order)
         return io.NodeOutput(duplex, ui=duplex_timeline_ui(cls, duplex, talk, listen))
+
+
+def encode_streams(talk, listen, audio_encoder, fps: float, length: int, feature_order: str = "conv_features"):
+    """Both AUDIO streams through ComfyUI's wav2vec2 AUDIO_ENCODER into a ``DuplexAudio`` (progress + Cancel).
+
+    Raises:
+        BMInputError: a bad AUDIO value (naming ``talk`` / ``listen``) or an encoder that is not wav2vec2.
+    """
+    talk_wave, talk_rate = check_audio(talk, "talk")
+    listen_wave, listen_rate = check_audio(listen, "listen")
+    model = getattr(audio_encoder, "model", None)
+    if not isinstance(model, Wav2Vec2Model):
+        raise BMInputError("audio_encoder", f"is {type(model).__name__}, not wav2vec2.",
+                           "load wav2vec2-chinese-base_fp16.safetensors (or wav2vec2-base-960h) with Load Audio Encoder.")
+    comfy.model_management.load_model_gpu(audio_encoder.patcher)
+    layers, dim = len(model.encoder.layers), model.encoder.layer_norm.weight.shape[0]
+    return encode_duplex(model, talk_wave, talk_rate, listen_wave, listen_rate, fps=fps, num_frames=length,
+                         order=feature_order, device=audio_encoder.load_device,
+                         encoder_name=f"wav2vec2 {layers}x{dim}", on_progress=progress_reporter())
 
 
 NODES = [BMDualStreamEncode]

@@ -37,7 +37,7 @@ from ..weights.messages import CLI, manual_instructions
 from ..weights.verify import FileReport, Status, models_dir_of, verify_set
 from .comfy_client import ComfyClient, PromptResult
 from .comfy_launcher import PACK_ROOT, ComfyServer
-from .example_workflows import CONVERSATION, PORTRAIT_A, PORTRAIT_B, SPEAKER_STREAMS, WORKFLOWS_DIR
+from .example_workflows import CONVERSATION, PORTRAIT_A, PORTRAIT_B, SPEAKER_STREAMS, TRAINING_CLIP, WORKFLOWS_DIR
 from .workflow_format import get_inputs, set_inputs
 
 DEMO_SET = "beyond-monologue-wan22-5b"
@@ -186,7 +186,7 @@ def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
     A file already there with the same content is reused; one with the same name but other content
     is kept, and ComfyUI stores ours as ``name (1).ext``.
 
-    Keys: ``conversation``, ``portrait_a``, ``portrait_b``, ``speaker_1``, ``speaker_2``.
+    Keys: ``conversation``, ``portrait_a``, ``portrait_b``, ``speaker_1``, ``speaker_2``, ``training_clip``.
 
     Raises:
         DemoError: an input is missing (run ``scripts/fetch_assets.py``).
@@ -202,9 +202,53 @@ def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
     names = {"conversation": upload(assets / CONVERSATION), "portrait_a": upload(assets / PORTRAIT_A),
              "portrait_b": upload(assets / PORTRAIT_B)}
     with tempfile.TemporaryDirectory() as folder:
-        for key, path in zip(("speaker_1", "speaker_2"), speaker_streams(assets, Path(folder)), strict=True):
+        streams = speaker_streams(assets, Path(folder))
+        for key, path in zip(("speaker_1", "speaker_2"), streams, strict=True):
             names[key] = upload(path)
+        names["training_clip"] = upload(training_clip(assets, streams, Path(folder)))
     return names
+
+
+def training_clip(assets: Path, streams: list[Path], folder: Path, start_s: float = 9.0, frames: int = 41,
+                  fps: int = 25, size: int = 64) -> Path:
+    """A short two-channel conversation clip for the training example (``TRAINING_CLIP`` in ``folder``).
+
+    The frames are portrait A panned slowly (``size`` px, ``frames`` at ``fps``); the audio is the real
+    conversation from ``start_s``: left channel speaker 1's stream (the on-screen person), right
+    channel speaker 2's, as a stereo recording of a call would give them (AAC in MP4, PyAV).
+    """
+    import av
+    import numpy as np
+    from PIL import Image
+
+    portrait = Image.open(assets / PORTRAIT_A).convert("RGB")
+    side = min(portrait.size)
+    audio = []
+    for path in streams:
+        with wave.open(str(path), "rb") as source:
+            rate = source.getframerate()
+            source.setpos(int(start_s * rate))
+            audio.append(np.frombuffer(source.readframes(int(frames / fps * rate)), dtype="<i2").astype(np.float32) / 32768.0)
+    path = folder / TRAINING_CLIP
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("h264", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout="stereo")
+        for i in range(frames):
+            shift = int(np.rint(side * 0.04 * np.sin(2 * np.pi * i / frames)))
+            box = (max(0, shift), 0, max(0, shift) + side - abs(shift), side - abs(shift))
+            image = portrait.crop(box).resize((size, size), Image.BILINEAR)
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")):
+                container.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.stack(audio).reshape(1, -1, order="F"), format="flt", layout="stereo")
+        frame.sample_rate = rate
+        for packet in sound.encode(frame):
+            container.mux(packet)
+        for stream in (video, sound):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
 
 
 def dyadic_workflow() -> tuple[dict, dict]:

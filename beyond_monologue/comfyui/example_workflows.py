@@ -7,6 +7,8 @@ template browser) and their API-format twins ``workflows/api/*.json`` with batch
 2. ``full_duplex_avatar``: one avatar from two audio files (its own speech, the other person's).
 3. ``infinitetalk_talking_avatar``: a talking avatar on the public InfiniteTalk weights
    (Wan2.1-I2V-14B-480P, set ``infinitetalk-wan21-14b-480p``).
+4. ``train_duplex_adapter``: a conversation video -> training samples -> BM Train Duplex Adapter ->
+   BM Save Duplex Adapter and Plot Loss Graph (Wan2.2-TI2V-5B).
 
 Every graph uses ComfyUI's native loaders and text encoding, and carries a note listing the model
 files it needs (name, folder, URL, from the weights manifest). Regenerate the files after changing
@@ -34,6 +36,7 @@ PROMPT = ("A person in a video call looks into the camera and has a natural conv
 PORTRAIT_A, PORTRAIT_B = "grace_hopper.jpg", "astronaut.png"  # placed in ComfyUI's input folder by the demo
 CONVERSATION = "sample.wav"
 SPEAKER_STREAMS = ("sample_speaker_1.wav", "sample_speaker_2.wav")
+TRAINING_CLIP = "training_clip.mp4"  # a stereo conversation clip the demo makes (demo.training_clip)
 COLOURS = {"models": "#3f789e", "prompt": "#3f789e", "audio": "#8A8", "settings": "#b58b2a", "a": "#a1309b",
            "b": "#88A", "output": "#444"}
 
@@ -289,7 +292,64 @@ def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
     return _finish(b, "infinitetalk_talking_avatar", targets, (0.45, 200.0, 250.0))
 
 
-BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar)
+def train_duplex_adapter(object_info: dict) -> ExampleWorkflow:
+    """Workflow 4: train the duplex adapter on a conversation video with the base model frozen (Wan2.2-TI2V-5B)."""
+    b = _Builder(object_info, "train_duplex_adapter")
+    g = b.graph
+    unet = b.loader("UNETLoader", (520, 40), "wan22_ti2v_5b_fp16", "unet_name", weight_dtype="default")
+    vae = b.loader("VAELoader", (520, 190), "wan22_vae", "vae_name")
+    clip = b.loader("CLIPLoader", (520, 310), "umt5_xxl_fp8_scaled", "clip_name", type="wan")
+    encoder = b.loader("AudioEncoderLoader", (520, 480), "wav2vec2_chinese_base_fp16", "audio_encoder_name")
+    g.group("Models: Wan2.2-TI2V-5B (frozen)", [unet, vae, clip, encoder], COLOURS["models"])
+    positive, negative = b.text((900, 40), clip)
+    g.group("Prompt of the clip", [positive, negative], COLOURS["prompt"])
+    video = g.node("LoadVideo", (900, 470), {"file": TRAINING_CLIP}, title="Conversation clip (stereo)", size=(320, 380))
+    parts = g.node("GetVideoComponents", (900, 890), title="Frames, audio, fps")
+    g.link(video, 0, parts, "video")
+    split = g.node("BMSplitConversation", (1260, 470), {"mode": "stereo", "avatar_speaker": "speaker_1"},
+                   title="Split: talk = left channel (the person on screen)", size=(420, 380))
+    g.link(parts, "audio", split, "conversation")
+    reference = g.node("LoadImage", (1260, 890), {"image": PORTRAIT_A}, title="Reference frame of the person", size=(320, 380))
+    g.group("Clip", [video, parts, split, reference], COLOURS["audio"])
+    sample = g.node("BMTrainingSample", (1720, 40), {"source": TRAINING_CLIP}, title="Training sample")
+    for source, output, name in ((parts, "images", "images"), (split, "talk", "talk"), (split, "listen", "listen"),
+                                 (vae, 0, "vae"), (encoder, 0, "audio_encoder"), (reference, 0, "reference"),
+                                 (positive, 0, "positive"), (parts, "fps", "fps")):
+        g.link(source, output, sample, name)
+    save_set = g.node("BMSaveTrainingSet", (1720, 520), {"filename_prefix": "bm_set"}, title="Keep the encoded clip")
+    g.link(sample, 0, save_set, "training_set")
+    g.group("Samples", [sample, save_set], COLOURS["settings"])
+    train = g.node("BMTrainDuplexAdapter", (2120, 40), {"stage": "both", "steps": 100, "seed": 1},
+                   title="Train the duplex adapter", size=(380, 760))
+    g.link(unet, 0, train, "model")
+    g.link(sample, 0, train, "training_set")
+    g.link(negative, 0, train, "negative")
+    save = g.node("BMSaveDuplexAdapter", (2560, 40), {"filename_prefix": "bm_adapter"}, title="Save the adapter")
+    g.link(train, "trained_adapter", save, "trained_adapter")
+    graph = g.node("LossGraphNode", (2560, 260), {"filename_prefix": "beyond_monologue/loss"}, title="Loss",
+                   size=(480, 420))
+    g.link(train, "loss", graph, "loss")
+    g.group("Train and save", [train, save, graph], COLOURS["output"])
+    g.note(files_note(
+        "Beyond Monologue: train the duplex adapter",
+        "Trains the Talking and Listening adapter on your own conversation clips, the base model frozen. Each clip: a "
+        "video whose frames show the person (face filling the frame as at inference) and whose audio is the "
+        "conversation, two-channel (left = the person on screen) or mono with the split mode set to diarize/turns. "
+        "Add clips with more BM Training Sample nodes joined by BM Append Training Samples, or keep them with BM "
+        "Save Training Set and start from BM Load Training Set. Stage 'talking' first (the paper's stage 1), then "
+        "'both' continuing from it. Time and memory: docs/TRAINING.md (Wan2.2-5B at 704x1280 needs an 80 GB GPU "
+        "with gradient checkpointing; a few seconds per clip). The adapter goes to models/beyond_monologue for BM "
+        "Apply Duplex Adapter.", "beyond-monologue-wan22-5b",
+        ["wan22_ti2v_5b_fp16", "wan22_vae", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16"]),
+        (0, 40), (460, 860), "Read me: training")
+    targets = {"video": (video, "file"), "reference": (reference, "image"), "prompt": (positive, "text"),
+               "stage": (train, "stage"), "steps": (train, "steps"), "seed": (train, "seed"), "lr": (train, "lr_new"),
+               "window_latents": (train, "window_latents"), "training_dtype": (train, "training_dtype"),
+               "checkpointing": (train, "gradient_checkpointing"), "adapter_prefix": (save, "filename_prefix")}
+    return _finish(b, "train_duplex_adapter", targets, (0.4, 200.0, 250.0))
+
+
+BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar, train_duplex_adapter)
 
 
 def build_all(object_info: dict) -> list[ExampleWorkflow]:

@@ -172,6 +172,11 @@ class DuplexAdapter(nn.Module):
     @torch.no_grad()
     def encode(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
                device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Audio tokens for sampling (no autograd graph): :meth:`audio_tokens` under ``torch.no_grad``."""
+        return self.audio_tokens(duplex, stream, first_latent, num_latents, device, dtype)
+
+    def audio_tokens(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
+                     device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Audio tokens of latents ``first_latent .. first_latent + num_latents - 1`` of one stream.
 
         Runs the encoder from ``receptive_field`` windows earlier so the result equals encoding the
@@ -199,6 +204,11 @@ class DuplexAdapter(nn.Module):
     def null_tokens(self, stream: str, first_latent: int, num_latents: int,
                     device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The unconditional tokens for the same windows (learned Q-Former null, or InfiniteTalk's zero audio)."""
+        return self.learned_null_tokens(stream, first_latent, num_latents, device, dtype)
+
+    def learned_null_tokens(self, stream: str, first_latent: int, num_latents: int,
+                            device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """:meth:`null_tokens` with autograd (training the learned nulls), ``[num_latents, N, context_dim]``."""
         device, dtype = self._compute(device, dtype)
         return self._encoder(stream).null(num_latents, first_latent == 0, device, dtype)
 

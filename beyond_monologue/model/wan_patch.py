@@ -38,6 +38,7 @@ import comfy.ldm.wan.model as wan
 import comfy.model_management
 import comfy.patcher_extension
 import torch
+import torch.utils.checkpoint
 
 from ..audio.duplex_audio import DuplexAudio
 from ..errors import BMInputError
@@ -49,6 +50,7 @@ from .time_rope import RopeTables
 
 ADAPTER_KEY = "bm_duplex_adapter"
 STATE_KEY = "bm_duplex_state"
+CHECKPOINT_KEY = "bm_gradient_checkpointing"  # transformer_options flag: checkpoint every patched block (training)
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,16 @@ class WanBackbone:
         in_channels: DiT input channels (Wan2.2-TI2V-5B: 48; Wan2.1-I2V: 36 = 16 latent + 4 mask + 16 image).
         latent_channels: channels of the MODEL's latent format (48 / 16).
         patch_size: DiT patch ``(t, h, w)`` (Wan: ``(1, 2, 2)``).
+        dim / num_layers / num_heads: DiT width, blocks and attention heads (Wan2.2-TI2V-5B: 3072, 30, 24):
+            the sizes a new adapter for this model gets.
     """
 
     in_channels: int
     latent_channels: int
     patch_size: tuple[int, int, int]
+    dim: int = 0
+    num_layers: int = 0
+    num_heads: int = 0
 
     @property
     def image_concat_channels(self) -> int:
@@ -102,7 +109,7 @@ def backbone(model) -> WanBackbone:
     """
     dm = _diffusion_model(model)
     return WanBackbone(int(dm.patch_embedding.weight.shape[1]), int(model.get_model_object("latent_format").latent_channels),
-                       tuple(int(p) for p in dm.patch_size))
+                       tuple(int(p) for p in dm.patch_size), int(dm.dim), len(dm.blocks), int(dm.num_heads))
 
 
 def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | None = None, label: str = "adapter"):
@@ -245,6 +252,16 @@ class _DuplexHook:
         residuals = [adapter.residual(block_index, branch.stream, video[r], branch.tokens, branch.table,
                                       state.backend, branch.structure, branch.rope)
                      for branch, r in zip(state.branches, rows, strict=True)]
+        if torch.is_grad_enabled() and any(residual.requires_grad for residual in residuals):
+            # training: autograd keeps the block's input for backward, so add out of place
+            total = video
+            for branch, residual in zip(state.branches, residuals, strict=True):
+                if branch.rows is None:
+                    total = total + residual * branch.scale
+                else:
+                    total = total.index_add(0, branch.rows, residual * branch.scale)
+            end = state.token_start + state.video_tokens
+            return torch.cat([x[:, :state.token_start], total, x[:, end:]], dim=1)
         for branch, r, residual in zip(state.branches, rows, residuals, strict=True):
             if branch.rows is None:
                 video.add_(residual, alpha=branch.scale)
@@ -293,6 +310,16 @@ class _BlockPatch:
         return self
 
     def __call__(self, args: dict, extra: dict) -> dict:
+        options = args["transformer_options"]
+        if options.get(CHECKPOINT_KEY) and torch.is_grad_enabled():
+            # training: recompute the block in backward instead of keeping its activations
+            img = torch.utils.checkpoint.checkpoint(
+                lambda x: self._run({**args, "img": x, "transformer_options": {**options, CHECKPOINT_KEY: False}}, extra)["img"],
+                args["img"], use_reentrant=False)
+            return {"img": img}
+        return self._run(args, extra)
+
+    def _run(self, args: dict, extra: dict) -> dict:
         options = args["transformer_options"]
         state: _ForwardState | None = options.get(STATE_KEY)
         if state is None:

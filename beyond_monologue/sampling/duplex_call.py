@@ -99,7 +99,7 @@ class DuplexCall:
 
 def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_latent: int, num_latents: int,
                         device: torch.device | None = None, dtype: torch.dtype | None = None,
-                        **options) -> DuplexCall:
+                        with_grad: bool = False, **options) -> DuplexCall:
     """Encode one window's audio once (every stream of the adapter) and wrap it in a :class:`DuplexCall`.
 
     Args:
@@ -108,6 +108,8 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
         first_latent / num_latents: the window's latents on the long video's clock (audio and
             video windows coincide; set ``audio_first_latent`` in ``options`` only with tokens
             of another span).
+        with_grad: keep the autograd graph of the tokens (training: the Q-Formers and learned nulls
+            get gradients); sampling leaves it False.
         options: further :class:`DuplexCall` fields (``branches``, ``kernels``, ``scales``,
             ``backend``, ``guide``).
 
@@ -115,8 +117,10 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
         BMInputError: audio of another encoder size / context than the adapter's.
     """
     tokens, null = {}, {}
+    encode = adapter.audio_tokens if with_grad else adapter.encode
+    nulls = adapter.learned_null_tokens if with_grad else adapter.null_tokens
     for stream in adapter.streams:
-        tokens[stream] = adapter.encode(duplex, stream, first_latent, num_latents, device, dtype)
-        null[stream] = adapter.null_tokens(stream, first_latent, num_latents, device, dtype)
+        tokens[stream] = encode(duplex, stream, first_latent, num_latents, device, dtype)
+        null[stream] = nulls(stream, first_latent, num_latents, device, dtype)
     options.setdefault("audio_first_latent", first_latent)
     return DuplexCall(tokens=tokens, null_tokens=null, fps=duplex.fps, video_first_latent=first_latent, **options)

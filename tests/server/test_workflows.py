@@ -151,3 +151,29 @@ def test_infinitetalk_avatar_renders_real_speech(client, inputs, tmp_path):
     values = {"speech": inputs["speaker_2"], "portrait": inputs["portrait_b"], **SMALL}
     info = render(client, set_inputs(api, mapping, values), tmp_path)
     assert_lasts_the_conversation(info, SMALL["fps"], (32, 32))
+
+
+def test_train_duplex_adapter_trains_saves_and_the_file_renders_the_full_duplex_example(client, comfy_server, inputs,
+                                                                                         tmp_path):
+    _, api, mapping = load("train_duplex_adapter")
+    values = {"video": inputs["training_clip"], "reference": inputs["portrait_a"], "steps": 2, "window_latents": 4,
+              "training_dtype": "float32", "checkpointing": False, "adapter_prefix": "bm_test/trained"}
+    result = client.run(set_inputs(api, mapping, values), timeout_s=RENDER_TIMEOUT_S)
+    assert result.status == "success", result.error_message()
+    saved = sorted((comfy_server.base_dir / "models" / "beyond_monologue" / "bm_test").glob("trained_*.safetensors"))
+    assert saved, "BM Save Duplex Adapter wrote no file"
+    from safetensors import safe_open
+
+    with safe_open(str(saved[-1]), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["bm_trained"] == "true" and meta["bm_train_steps"] == "2" and meta["bm_train_samples"] == "1"
+    images = [image for output in result.outputs.values() for image in output.get("images", [])]
+    assert images, "Plot Loss Graph showed no image"
+
+    _, duplex_api, duplex_map = load("full_duplex_avatar")
+    prompt = set_inputs(duplex_api, duplex_map, {"talk": inputs["speaker_1"], "listen": inputs["speaker_2"],
+                                                 "portrait": inputs["portrait_a"], **SMALL})
+    adapter_node = next(node for node in prompt.values() if node["class_type"] == "BMApplyDuplexAdapter")
+    adapter_node["inputs"]["adapter"] = f"bm_test/{saved[-1].name}"
+    info = render(client, prompt, tmp_path)
+    assert_lasts_the_conversation(info, SMALL["fps"], (32, 32))
