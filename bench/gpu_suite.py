@@ -79,7 +79,7 @@ MODES = {
             "attention_repeats": 1, "dit": {"Wan2.2-TI2V-5B (scaled)": SCALED_5B, "Wan2.1-I2V-14B (scaled)": SCALED_14B},
             "layers": None, "repeats": 1, "warmup": 1, "decode_latents": 3, "budget_s": 240},
 }
-SHARES = {"attention": 0.12, "step Wan2.2-TI2V-5B bf16": 0.14, "guided": 0.10, "decode": 0.10, "throughput": 0.01,
+SHARES = {"attention": 0.16, "step Wan2.2-TI2V-5B bf16": 0.14, "guided": 0.10, "decode": 0.12, "throughput": 0.01,
           "step Wan2.1-I2V-14B bf16": 0.22, "step Wan2.2-TI2V-5B fp8": 0.11, "step Wan2.1-I2V-14B fp8": 0.20}
 
 
@@ -304,7 +304,7 @@ def decode_section(bm, mode: dict, device: torch.device, out: dict, found: dict)
         import comfy.sd
         from tiny_wan_vae import wan22_vae_state_dict
 
-        vae = comfy.sd.VAE(sd=wan22_vae_state_dict())
+        vae = comfy.sd.VAE(sd=wan22_vae_state_dict(device=device))
         _, (h, w), channels = step_bench.latent_grid(window_shape(mode))
         label = "Wan2.2 VAE (full size, random weights)"
     else:
