@@ -384,10 +384,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def publish(text: str) -> None:
-    """Write docs/PERFORMANCE.md and the block between the gpu-suite markers of README.md."""
-    (ROOT / "docs" / "PERFORMANCE.md").write_text("# Measured performance (bench/gpu_suite.py)\n\n" + text + "\n")
-    readme = ROOT / "README.md"
+def publish(text: str, root: Path = ROOT) -> None:
+    """Write ``root``/docs/PERFORMANCE.md and the block between the gpu-suite markers of ``root``/README.md.
+
+    Raises:
+        ValueError: README.md lacks the ``<!-- gpu-suite:begin/end -->`` markers (nothing is written then).
+    """
+    readme = root / "README.md"
+    if README_BEGIN not in readme.read_text() or README_END not in readme.read_text():
+        raise ValueError(f"{readme} has no {README_BEGIN} ... {README_END} block to fill")
+    (root / "docs" / "PERFORMANCE.md").write_text("# Measured performance (bench/gpu_suite.py)\n\n" + text + "\n")
     content = readme.read_text()
     head, rest = content.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)

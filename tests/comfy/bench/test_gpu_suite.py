@@ -96,3 +96,19 @@ def test_the_time_guard_cuts_sections_short_and_still_writes_the_json(tmp_path):
     assert len(statuses) == len(SECTIONS) and statuses.count("ok") < len(SECTIONS)
     assert all(s == "ok" or s.startswith(("cut short", "skipped: time budget", "failed: RuntimeError: needs"))
                for s in statuses), statuses
+
+
+def test_publish_fills_the_readme_block_and_the_performance_page(tmp_path, cpu_run):
+    (tmp_path / "docs").mkdir()
+    readme = (PACK_ROOT / "README.md").read_text()
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "tables.md").write_text(cpu_run[1])
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, 'bench'); import gpu_suite; "
+            f"gpu_suite.publish(Path({str(tmp_path / 'tables.md')!r}).read_text(), Path({str(tmp_path)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PACK_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    published = (tmp_path / "README.md").read_text()
+    head, rest = readme.split("<!-- gpu-suite:begin -->")
+    assert published.startswith(head) and published.endswith(rest.split("<!-- gpu-suite:end -->")[1])
+    assert "Not measured on a GPU yet." in readme and "Not measured on a GPU yet." not in published
+    assert cpu_run[1].strip() in published and cpu_run[1].strip() in (tmp_path / "docs" / "PERFORMANCE.md").read_text()
