@@ -432,6 +432,8 @@ def run_suite(device: torch.device, mode_name: str, budget_s: float | None = Non
         return result
     guard, found = Guard(budget_s or mode["budget_s"]), {}
     torch.set_grad_enabled(False)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # scaled shapes: tiny ops, and fair on a shared machine (as bench/peak_rss.py)
     sections = [("attention", "MHGK attention vs SDPA", lambda out: attention_section(mode, device, out))]
     dit = list(mode["dit"].items())
     sections.append(("step Wan2.2-TI2V-5B bf16", f"One denoising step, {dit[0][0]}, bf16 weights",
