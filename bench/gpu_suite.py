@@ -38,6 +38,7 @@ import gc
 import json
 import math
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -73,7 +74,7 @@ MODES = {
                             "Wan2.1-I2V-14B": attention_bench.SHAPES["wan21_14b"]},
               "attention_repeats": 5, "dit": {"Wan2.2-TI2V-5B": step_bench.SHAPES["full"],
                                               "Wan2.1-I2V-14B": step_bench.SHAPES["wan21_14b"]},
-              "layers": 4, "repeats": 1, "warmup": 1, "decode_latents": 4, "budget_s": 105},
+              "layers": 4, "repeats": 1, "warmup": 1, "decode_latents": 4, "budget_s": 95},
     "cpu": {"attention": {"Wan2.2-TI2V-5B (scaled)": ATTN_5B_SCALED,
                           "Wan2.1-I2V-14B (scaled)": ATTN_14B_SCALED},
             "attention_repeats": 1, "dit": {"Wan2.2-TI2V-5B (scaled)": SCALED_5B, "Wan2.1-I2V-14B (scaled)": SCALED_14B},
@@ -143,6 +144,13 @@ def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def median_ms(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median synchronised ms of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(time_ms(fn, device) for _ in range(repeats))
 
 
 def with_layers(shape: dict, layers: int | None) -> dict:
@@ -237,7 +245,7 @@ def step_section(bm, mode: dict, name: str, shape: dict, weight_dtype: torch.dty
     bench = step_bench.StepBench(bm, shape, device)
     latents, size = bench.latents, bench.size
     reset_peak(device)
-    base_ms = paired_ms(bench.step(base), bench.step(base), device, mode["repeats"], mode["warmup"])[0]
+    base_ms = median_ms(bench.step(base), device, mode["repeats"], mode["warmup"])
     out["rows"].append({"model": name, "variant": "base (unpatched)", "ms": base_ms, "x_base": 1.0, "x_macs": 1.0,
                         "peak_gib": peak_since_reset(device)})
     adapter_x, guide_x = step_bench.macs_ratios(shape, latents, size, audio_tokens=latents * 32)
@@ -285,7 +293,7 @@ def guided_section(bm, mode: dict, device: torch.device, out: dict, found: dict)
     bench = step_bench.StepBench(bm, shape, device)
     found["qformer_ms"] = time_ms(bench.qformer(patched), device)
     guided = bench.guided_step(patched)
-    cfg_ms = paired_ms(bench.step(base, 5.0), bench.step(base, 5.0), device, mode["repeats"], mode["warmup"])[0]
+    cfg_ms = median_ms(bench.step(base, 5.0), device, mode["repeats"], mode["warmup"])
     out["rows"].append({"step": "ComfyUI CFG, unpatched", "evaluations": 2, "ms": cfg_ms, "x_cfg": 1.0,
                         "peak_gib": None})
     reset_peak(device)
@@ -472,7 +480,7 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the planned shapes and memory estimates only")
     parser.add_argument("--mode", choices=list(MODES), help="override the mode (e.g. --dry-run --mode full on a CPU "
                         "builds the full-size models on the meta device)")
-    parser.add_argument("--budget-s", type=float, help="total time budget (default: 450 full, 105 quick, 240 CPU)")
+    parser.add_argument("--budget-s", type=float, help="total time budget (default: 450 full, 95 quick, 240 CPU)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--publish", action="store_true", help="CUDA only: write docs/PERFORMANCE.md and README's block")

@@ -112,3 +112,33 @@ def test_publish_fills_the_readme_block_and_the_performance_page(tmp_path, cpu_r
     assert published.startswith(head) and published.endswith(rest.split("<!-- gpu-suite:end -->")[1])
     assert "Not measured on a GPU yet." in readme and "Not measured on a GPU yet." not in published
     assert cpu_run[1].strip() in published and cpu_run[1].strip() in (tmp_path / "docs" / "PERFORMANCE.md").read_text()
+
+
+FULL_WIDTH_STEP = """
+import sys, torch
+sys.path.insert(0, "bench")
+import gpu_suite
+step = gpu_suite.step_bench
+torch.set_grad_enabled(False)
+torch.set_num_threads(1)
+bm = step.load_comfy(torch.device("cpu"))
+shape = dict(step.SHAPES["wan21_14b"], layers=1, width=64, height=64, frames=5)
+base = step.build_base(bm, shape, torch.device("cpu"), torch.bfloat16, {weight_dtype})
+bench = step.StepBench(bm, shape, torch.device("cpu"))
+dm = base.model.diffusion_model
+print("dit", dm.dim, dm.num_heads, len(dm.blocks), next(dm.blocks.parameters()).dtype)
+for layout in ("beyond_monologue", "infinitetalk"):
+    patched = step.attach_adapter(bm, base, shape, torch.device("cpu"), torch.bfloat16, layout)
+    out = bench.step(bench.windowed(patched, False))()
+    print(layout, tuple(out.shape), bool(torch.isfinite(out).all()))
+"""
+
+
+def test_the_real_width_wan21_14b_builds_and_steps_at_one_block_with_fp8_weights():
+    """The GPU path at the 14B's real width (5120, 40 heads, fp8 weights with bf16 compute, both adapter layouts)
+    on the CPU: one block, 2 latents of 8 x 8 (~30 s on 2 shared cores; the bf16 path runs in the suite above)."""
+    done = subprocess.run([sys.executable, "-c", FULL_WIDTH_STEP.format(weight_dtype="torch.float8_e4m3fn")],
+                          capture_output=True, text=True, timeout=300, cwd=PACK_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dit 5120 40 1 torch.float8_e4m3fn" in done.stdout
+    assert "beyond_monologue (1, 16, 2, 8, 8) True" in done.stdout and "infinitetalk (1, 16, 2, 8, 8) True" in done.stdout
