@@ -238,7 +238,7 @@ def step_section(bm, mode: dict, name: str, shape: dict, weight_dtype: torch.dty
                  out: dict) -> None:
     """Rows: base, adapter, adapter + guide frame, (I2V) InfiniteTalk layout; ms, x base, analytic MACs ratio."""
     shape = with_layers(shape, mode["layers"])
-    if shape["layers"] != step_bench.SHAPES["full"]["layers"] and "scaled" not in name:
+    if mode["layers"] and "scaled" not in name:
         out["notes"].append(f"{shape['layers']} blocks (quick mode: full width and tokens; per-block ratios)")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     base = step_bench.build_base(bm, shape, device, dtype, weight_dtype if weight_dtype == FP8 else None)
@@ -353,7 +353,8 @@ def throughput_section(mode: dict, out: dict, found: dict) -> None:
                             "decode_s": decode_s, "s_per_generated_s": (windows * per_window_s + decode_s) / seconds,
                             "peak_gib": peak})
     out["notes"].append(f"extrapolated, not timed end to end: windows x (Q-Formers + {steps} steps x one timed guided "
-                        f"step) + frames / decode throughput; {shape['frames']}-frame windows, "
+                        f"step, euler; the default uni_pc also evaluates once per step) + frames / decode throughput; "
+                        f"{shape['frames']}-frame windows, "
                         f"{step_bench.MOTION_LATENTS} motion latents ({new_per_window:.2f} s new video per window); "
                         "peak = the measured per-window sampling/decode peak + the whole latent (sampling memory is "
                         "flat in length: bench/sampling_memory.py)")
