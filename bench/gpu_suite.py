@@ -255,7 +255,7 @@ def step_section(bm, mode: dict, name: str, shape: dict, weight_dtype: torch.dty
         layouts[0][1].pop()
         out["notes"].append("no guide-frame row: I2V models take the reference through their image input "
                             "(first_frame, no extra tokens); the past-end guide frame is the Wan2.2-5B path")
-        it_x, _ = step_bench.macs_ratios(shape, latents, size, audio_tokens=32, streams=1)
+        it_x, _ = step_bench.macs_ratios(shape, latents, size, audio_tokens=latents * 32, streams=1, attended_tokens=32)
         layouts.append(("infinitetalk", [("InfiniteTalk layout (talk, frame-local)", False, it_x)]))
     for layout, variants in layouts:
         patched = step_bench.attach_adapter(bm, base, shape, device, dtype, layout)

@@ -263,13 +263,14 @@ def run(device: torch.device, shape: dict, dtype: torch.dtype, repeats: int, ste
 
 
 def macs_ratios(shape: dict, latents: int, size: tuple[int, int], audio_tokens: int, context_dim: int = 768,
-                streams: int = 2):
+                streams: int = 2, attended_tokens: int | None = None):
     """Multiply-add ratios of one DiT evaluation: (base + adapter) / base and (with guide frame) / (without).
 
     Per block: self-attention projections 4 N D^2 and scores/values 2 N^2 D, text cross-attention
     2 N D^2 + 2 T D^2 + 2 N T D, FFN 2 N D F; each adapter stream 2 N D^2 (q, o) + 2 A D C (k, v)
-    + 2 N A D (MHGK attention). N video tokens, T text tokens, A audio tokens each video token attends
-    (all of them for the global MHGK kernels, one window's for frame-local InfiniteTalk), C Q-Former width.
+    + 2 N A' D (MHGK attention). N video tokens, T text tokens, A audio tokens of the window, A' those each
+    video token attends (``attended_tokens``; default A: the global MHGK kernels; one window's 32 for
+    frame-local InfiniteTalk), C Q-Former width, ``streams`` audio streams (2: talk + listen).
     """
     d, f = shape["dim"], shape["ffn"]
     per_frame = (size[0] // 2) * (size[1] // 2)
@@ -278,7 +279,8 @@ def macs_ratios(shape: dict, latents: int, size: tuple[int, int], audio_tokens: 
         return 4 * n * d * d + 2 * n * n * d + 2 * n * d * d + 2 * TEXT_TOKENS * d * d + 2 * n * TEXT_TOKENS * d + 2 * n * d * f
 
     def adapter(n):
-        return streams * (2 * n * d * d + 2 * audio_tokens * d * context_dim + 2 * n * audio_tokens * d)
+        attended = audio_tokens if attended_tokens is None else attended_tokens
+        return streams * (2 * n * d * d + 2 * audio_tokens * d * context_dim + 2 * n * attended * d)
 
     n = latents * per_frame
     with_guide = n + per_frame
