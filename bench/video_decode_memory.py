@@ -20,10 +20,46 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_rss import peak_mib, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("bm_stream", "comfy_vae_decode")
+
+
+def build_vae(dim: int):
+    """ComfyUI's ``comfy.sd.VAE`` on a generated Wan2.1-layout checkpoint of width ``dim`` (``tests/tiny_wan_vae.py``).
+
+    Needs ComfyUI and ``tests/`` importable (``child`` and ``bench/gpu_suite.py`` set that up).
+    """
+    import comfy.sd
+    from tiny_wan_vae import wan21_vae_state_dict
+
+    return comfy.sd.VAE(sd=wan21_vae_state_dict(dim=dim))
+
+
+def decode_vae(vae, samples, method: str):
+    """IMAGE ``[frames, H, W, 3]`` of ``samples`` ``[1, C, T_lat, h, w]`` by ``method`` (one of :data:`METHODS`)."""
+    import beyond_monologue.video.video_decode as video_decode
+
+    if method == "bm_stream":
+        return video_decode.stream_decode(vae, samples)
+    return vae.decode(samples)
+
+
+def measure_decode(vae, samples, method: str, device=None):
+    """``(images, peak MiB)``: on CUDA the peak allocated device memory above what was allocated before
+    (``torch.cuda.max_memory_allocated``), elsewhere the peak resident memory the decode added (:func:`peak_mib`)."""
+    import torch
+
+    if device is None or device.type != "cuda":
+        return peak_mib(lambda: decode_vae(vae, samples, method))
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    images = decode_vae(vae, samples, method)
+    torch.cuda.synchronize(device)
+    return images, (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def child(method: str, num_latents: int, size: int, dim: int) -> dict:
@@ -35,21 +71,14 @@ def child(method: str, num_latents: int, size: int, dim: int) -> dict:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    import comfy.sd
     import torch
-    from tiny_wan_vae import wan21_vae_state_dict
-
-    import beyond_monologue.video.video_decode as video_decode
 
     torch.set_num_threads(1)  # deterministic and fair on a shared machine
-    vae = comfy.sd.VAE(sd=wan21_vae_state_dict(dim=dim))
+    vae = build_vae(dim)
     samples = torch.randn((1, 16, num_latents, size, size), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        video_decode.stream_decode(vae, samples[:, :, :2])  # warm-up: load the model, first-call allocations
-        if method == "bm_stream":
-            images, peak = peak_mib(lambda: video_decode.stream_decode(vae, samples))
-        else:
-            images, peak = peak_mib(lambda: vae.decode(samples))
+        decode_vae(vae, samples[:, :, :2], "bm_stream")  # warm-up: load the model, first-call allocations
+        images, peak = measure_decode(vae, samples, method)
     output = images.numel() * images.element_size() / 2**20
     return {"method": method, "latents": num_latents, "frames": int(images.shape[-4]), "peak_mib": peak,
             "output_mib": output, "working_mib": peak - output}

@@ -26,18 +26,21 @@ WAN21_TEST_DIM = 8
 WAN22_DIM = 160
 
 
-def random_state_dict(module: torch.nn.Module, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
-    """Random values for every entry of ``module.state_dict()`` (the module may live on the meta device)."""
-    generator = torch.Generator().manual_seed(seed)
+def random_state_dict(module: torch.nn.Module, seed: int = 0, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str = "cpu") -> dict:
+    """Random values for every entry of ``module.state_dict()`` (the module may live on the meta device),
+    generated on ``device`` (the GPU suite draws the 705 M-parameter Wan2.2 VAE on the GPU)."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    kw = {"dtype": dtype, "device": device}
     state = {}
     for key, value in module.state_dict().items():
         if key.endswith("gamma"):
-            state[key] = torch.ones(value.shape, dtype=dtype)
+            state[key] = torch.ones(value.shape, **kw)
         elif value.ndim > 1:
             bound = math.sqrt(3.0 / value[0].numel())
-            state[key] = torch.empty(value.shape, dtype=dtype).uniform_(-bound, bound, generator=generator)
+            state[key] = torch.empty(value.shape, **kw).uniform_(-bound, bound, generator=generator)
         else:
-            state[key] = torch.zeros(value.shape, dtype=dtype)
+            state[key] = torch.zeros(value.shape, **kw)
     return state
 
 
@@ -50,13 +53,13 @@ def wan21_vae_state_dict(dim: int = WAN21_TEST_DIM, seed: int = 0) -> dict:
     return random_state_dict(model, seed)
 
 
-def wan22_vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
-    """A full-size Wan2.2 VAE checkpoint (48 latent channels), ``dtype`` (bf16 like the released file)."""
+def wan22_vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu") -> dict:
+    """A full-size Wan2.2 VAE checkpoint (48 latent channels), ``dtype`` (bf16 like the released file), on ``device``."""
     import comfy.ldm.wan.vae2_2
 
     with torch.device("meta"):
         model = comfy.ldm.wan.vae2_2.WanVAE(dim=WAN22_DIM, z_dim=48, **WAN_DDCONFIG)
-    return random_state_dict(model, seed, dtype)
+    return random_state_dict(model, seed, dtype, device)
 
 
 def small_wan22_model(seed: int = 0, dim: int = 8) -> torch.nn.Module:
