@@ -53,7 +53,7 @@ def main() -> None:
     import comfy.model_management as mm
     import comfy.model_patcher
     import toy_world as tw
-    from audio_fixtures import librivox, read_wav, wav2vec2_base_state
+    from audio_fixtures import POCKETSPHINX_DATA, read_wav, wav2vec2_base_state
     from wan_fixtures import tiny_wan
 
     from beyond_monologue.comfyui import demo
@@ -66,7 +66,7 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.time()
     encoder = audio_encoders.load_audio_encoder_from_sd(wav2vec2_base_state(0))
-    books = librivox()
+    books = [read_wav(p)[0] for p in sorted((POCKETSPHINX_DATA / "librivox").glob("*.wav"))]  # as the librivox fixture
     speakers = [read_wav(p)[0] for p in demo.speaker_streams(ROOT / ".cache" / "assets", Path(tempfile.mkdtemp()))]
     cut = 16000 * 20
     sources = tw.encode_sources(encoder.model, [*books[:4], speakers[0][:cut], speakers[1][:cut]])
