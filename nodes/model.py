@@ -19,6 +19,7 @@ from ..beyond_monologue.model.mhgk_attention import BACKENDS
 from ..beyond_monologue.model.trained_adapter import attachable_module, save_trained_adapter
 from ..beyond_monologue.model.wan_patch import AdapterSettings, attach_duplex_adapter
 from ..beyond_monologue.weights import missing_file_error
+from .model_files import new_model_file
 from .types import DuplexAdapterType
 
 ADAPTER_FOLDER = "beyond_monologue"
@@ -184,20 +185,8 @@ class BMSaveDuplexAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, trained_adapter, filename_prefix="bm_adapter") -> io.NodeOutput:
-        root = os.path.join(folder_paths.models_dir, ADAPTER_FOLDER)
-        try:
-            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
-        except Exception as err:  # noqa: BLE001 - folder_paths raises a bare Exception for a prefix leaving the folder
-            raise BMInputError("filename_prefix", f"{filename_prefix!r} is not a file name inside models/{ADAPTER_FOLDER} "
-                               f"({err}).", "use a plain name such as 'bm_adapter' or 'stage1/bm_adapter'.") from None
-        os.makedirs(folder, exist_ok=True)
-        while True:  # never overwrite (a file may have appeared since ComfyUI counted)
-            file_name = f"{name}_{counter:05}_.safetensors"
-            if not os.path.exists(os.path.join(folder, file_name)):
-                break
-            counter += 1
-        save_trained_adapter(trained_adapter, os.path.join(folder, file_name))
-        listed = f"{subfolder}/{file_name}" if subfolder else file_name
+        path, listed = new_model_file(filename_prefix, ADAPTER_FOLDER)
+        save_trained_adapter(trained_adapter, path)
         logging.info("BeyondMonologue: saved the trained adapter to models/%s/%s", ADAPTER_FOLDER, listed)
         return io.NodeOutput(listed, ui={"text": [f"models/{ADAPTER_FOLDER}/{listed}"]})
 

@@ -17,6 +17,7 @@ from ..beyond_monologue.train.recipe import OPTIMIZERS, STAGES, TrainRecipe
 from ..beyond_monologue.train.samples import TrainingSet, load_set, save_set
 from ..beyond_monologue.train.trainer import train_adapter
 from .audio_encode import encode_streams
+from .model_files import new_model_file
 from .types import DuplexAdapterType
 
 SET_FOLDER = "bm_training_sets"
@@ -32,21 +33,6 @@ def register_set_folder() -> None:
 
 
 register_set_folder()
-
-
-def _save_path(prefix: str, folder_name: str, input_name: str = "filename_prefix") -> tuple[str, str]:
-    """A new, never-overwriting ``<prefix>_NNNNN_.safetensors`` path inside ``models/<folder_name>`` and its listed name."""
-    root = os.path.join(folder_paths.models_dir, folder_name)
-    try:
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, root)
-    except Exception as err:  # noqa: BLE001 - folder_paths raises a bare Exception for a prefix leaving the folder
-        raise BMInputError(input_name, f"{prefix!r} is not a file name inside models/{folder_name} ({err}).",
-                           "use a plain name such as 'my_clips'.") from None
-    os.makedirs(folder, exist_ok=True)
-    while os.path.exists(os.path.join(folder, f"{name}_{counter:05}_.safetensors")):
-        counter += 1
-    file_name = f"{name}_{counter:05}_.safetensors"
-    return os.path.join(folder, file_name), f"{subfolder}/{file_name}" if subfolder else file_name
 
 
 class BMTrainingSample(io.ComfyNode):
@@ -139,7 +125,7 @@ class BMSaveTrainingSet(io.ComfyNode):
 
     @classmethod
     def execute(cls, training_set, filename_prefix="bm_set") -> io.NodeOutput:
-        path, listed = _save_path(filename_prefix, SET_FOLDER)
+        path, listed = new_model_file(filename_prefix, SET_FOLDER)
         save_set(training_set, path)
         return io.NodeOutput(listed, ui={"text": [f"models/{SET_FOLDER}/{listed}: {training_set}"]})
 
