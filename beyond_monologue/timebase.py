@@ -75,28 +75,54 @@ def latent_times_s(num_latents: int, fps: float, first_latent: int = 0) -> torch
     return centre_frame / float(fps)
 
 
+AUDIO_PADDINGS = ("clamp", "mirror")
+
+
 def audio_window_frame_indices(num_latents: int, total_frames: int, context: int = DEFAULT_AUDIO_CONTEXT_FRAMES,
-                               first_latent: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
+                               first_latent: int = 0, clip_start: bool = False,
+                               padding: str = "clamp") -> tuple[torch.Tensor | None, torch.Tensor]:
     """Per-frame feature indices of the audio windows of a run of latent frames.
 
     Args:
         num_latents: latent frames in the run.
-        total_frames: frames in the whole audio stream (indices are clamped to ``0 .. total_frames - 1``).
+        total_frames: frames in the whole audio stream.
         context: frames of audio context on each side of a latent's own frames.
         first_latent: latent index (on the whole stream's clock) of the run's first latent.
+        clip_start: treat the run as a clip of its own (MeiGen-AI/InfiniteTalk ``wan/multitalk.py``:
+            every clip's audio starts at the clip's frame 0 and its latent 0 takes the
+            ``1 + 2 context`` window through ``proj1``): the run's first latent then gets the
+            single-frame window centred on frame ``4 first_latent``, the last frame it codes on the
+            long clock (latent 0 of the clip), also for ``first_latent > 0``. Later latents keep
+            their ``4 + 2 context`` windows, which are the same on both clocks.
+        padding: frames past the end of the stream: ``"clamp"`` repeats the last frame,
+            ``"mirror"`` reflects the stream at its end (frame ``F + j`` reads frame ``F - 1 - j``,
+            as InfiniteTalk pads the audio of its last clip with ``torch.flip``). Frames before 0
+            are clamped in both modes (as the official code clamps).
 
     Returns:
         ``(first, rest)``: ``first`` is int64 ``[1 + 2 context]`` for latent 0 when the run
-        starts at latent 0, else None; ``rest`` is int64 ``[n, 4 + 2 context]`` for the other
-        latents of the run (``n = num_latents - 1`` or ``num_latents``).
+        starts at latent 0 (or always with ``clip_start``), else None; ``rest`` is int64
+        ``[n, 4 + 2 context]`` for the other latents of the run (``n = num_latents - 1`` or
+        ``num_latents``).
+
+    Raises:
+        ValueError: an unknown ``padding``.
     """
+    if padding not in AUDIO_PADDINGS:
+        raise ValueError(f"padding must be one of {AUDIO_PADDINGS}, not {padding!r}")
     offsets = torch.arange(-context, context + 1)
     first = None
     start = first_latent
-    if first_latent == 0:
-        first = offsets.clamp(0, total_frames - 1)
-        start = 1
+    if first_latent == 0 or clip_start:
+        first = _pad_indices(VAE_TIME_STRIDE * first_latent + offsets, total_frames, padding)
+        start = first_latent + 1
     ks = torch.arange(start, first_latent + num_latents)
     low = VAE_TIME_STRIDE * ks - (VAE_TIME_STRIDE - 1) - context
     rest = low.unsqueeze(1) + torch.arange(VAE_TIME_STRIDE + 2 * context).unsqueeze(0)
-    return first, rest.clamp(0, total_frames - 1)
+    return first, _pad_indices(rest, total_frames, padding)
+
+
+def _pad_indices(indices: torch.Tensor, total_frames: int, padding: str) -> torch.Tensor:
+    if padding == "mirror":
+        indices = torch.where(indices >= total_frames, 2 * total_frames - 1 - indices, indices)
+    return indices.clamp(0, total_frames - 1)

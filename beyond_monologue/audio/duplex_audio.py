@@ -87,25 +87,34 @@ class DuplexAudio:
             raise ValueError(f"stream must be one of {STREAMS}, not {name!r}")
         return self.talk if name == "talk" else self.listen
 
-    def latent_windows(self, name: str, first_latent: int = 0,
-                       num_latents: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def latent_windows(self, name: str, first_latent: int = 0, num_latents: int | None = None,
+                       clip_start: bool = False, padding: str = "clamp") -> tuple[torch.Tensor | None, torch.Tensor]:
         """Audio windows of a run of latent frames of one stream.
 
         Args:
             name: ``"talk"`` or ``"listen"``.
             first_latent: first latent of the run, on the whole stream's clock.
             num_latents: latents in the run (default: to the end of the stream).
+            clip_start / padding: see :func:`beyond_monologue.timebase.audio_window_frame_indices`;
+                with ``padding="mirror"`` the run may reach past the last latent (a full last
+                window over audio mirrored at its end).
 
         Returns:
-            ``(first, rest)``: ``first`` float32 ``[1 + 2c, L, D]`` for latent 0 (None when the run
-            starts later), ``rest`` float32 ``[n, 4 + 2c, L, D]`` for the other latents; ``c`` =
-            ``context_frames``. Frames beyond the stream's ends repeat the edge frame.
+            ``(first, rest)``: ``first`` float32 ``[1 + 2c, L, D]`` for latent 0 (or the run's first
+            latent with ``clip_start``; None when the run starts later), ``rest`` float32
+            ``[n, 4 + 2c, L, D]`` for the other latents; ``c`` = ``context_frames``. Frames beyond
+            the stream's ends repeat the edge frame (``"clamp"``) or mirror the stream (``"mirror"``).
+
+        Raises:
+            ValueError: latents outside the stream (past its end only with ``padding="mirror"``).
         """
         if num_latents is None:
             num_latents = self.num_latents - first_latent
-        if first_latent < 0 or num_latents < 1 or first_latent + num_latents > self.num_latents:
+        past_end = first_latent + num_latents > self.num_latents and padding != "mirror"
+        if first_latent < 0 or num_latents < 1 or past_end:
             raise ValueError(f"latents {first_latent}..{first_latent + num_latents - 1} are outside 0..{self.num_latents - 1}")
         features = self.stream(name)
-        first_idx, rest_idx = audio_window_frame_indices(num_latents, self.num_frames, self.context_frames, first_latent)
+        first_idx, rest_idx = audio_window_frame_indices(num_latents, self.num_frames, self.context_frames, first_latent,
+                                                         clip_start, padding)
         first = features[first_idx] if first_idx is not None else None
         return first, features[rest_idx]

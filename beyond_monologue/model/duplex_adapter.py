@@ -171,16 +171,25 @@ class DuplexAdapter(nn.Module):
 
     @torch.no_grad()
     def encode(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
-               device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+               device: torch.device | None = None, dtype: torch.dtype | None = None,
+               padding: str = "clamp") -> torch.Tensor:
         """Audio tokens for sampling (no autograd graph): :meth:`audio_tokens` under ``torch.no_grad``."""
-        return self.audio_tokens(duplex, stream, first_latent, num_latents, device, dtype)
+        return self.audio_tokens(duplex, stream, first_latent, num_latents, device, dtype, padding)
 
     def audio_tokens(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
-                     device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+                     device: torch.device | None = None, dtype: torch.dtype | None = None,
+                     padding: str = "clamp") -> torch.Tensor:
         """Audio tokens of latents ``first_latent .. first_latent + num_latents - 1`` of one stream.
 
-        Runs the encoder from ``receptive_field`` windows earlier so the result equals encoding the
-        whole stream and slicing (causal, Sec. 3.2.1); call it once per sampling window, not per step.
+        Q-Former encoders run from ``receptive_field`` windows earlier so the result equals
+        encoding the whole stream and slicing (causal, Sec. 3.2.1). Encoders that restart per clip
+        (the InfiniteTalk ``audio_proj``, ``restarts_per_clip``) treat the run as a clip: its first
+        latent takes the single-frame window (``proj1``), as the official generator does for every
+        clip. Call it once per sampling window, not per step.
+
+        Args:
+            padding: ``"clamp"`` or ``"mirror"`` (audio mirrored at its end, for a last window
+                that reaches past the audio; :func:`beyond_monologue.timebase.audio_window_frame_indices`).
 
         Returns:
             ``[num_latents, N, context_dim]`` on ``device`` in ``dtype`` (default: the adapter's).
@@ -194,8 +203,10 @@ class DuplexAdapter(nn.Module):
             raise BMInputError("audio", f"was windowed with {duplex.context_frames} context frames; the adapter "
                                f"expects {self.config.encoder.context_frames}.", "re-encode with BM Dual Stream Encode.")
         device, dtype = self._compute(device, dtype)
-        low = max(0, first_latent - encoder.receptive_field)
-        first, rest = duplex.latent_windows(stream, low, first_latent + num_latents - low)
+        restart = getattr(encoder, "restarts_per_clip", False)
+        low = first_latent if restart else max(0, first_latent - encoder.receptive_field)
+        first, rest = duplex.latent_windows(stream, low, first_latent + num_latents - low, clip_start=restart,
+                                            padding=padding)
         first = None if first is None else first.to(device=device, dtype=dtype)
         tokens = encoder(first, rest.to(device=device, dtype=dtype))
         return tokens[first_latent - low:]
@@ -208,9 +219,15 @@ class DuplexAdapter(nn.Module):
 
     def learned_null_tokens(self, stream: str, first_latent: int, num_latents: int,
                             device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """:meth:`null_tokens` with autograd (training the learned nulls), ``[num_latents, N, context_dim]``."""
+        """:meth:`null_tokens` with autograd (training the learned nulls), ``[num_latents, N, context_dim]``.
+
+        InfiniteTalk's unconditional input is zero audio cut like the clip's own (``torch.zeros_like``
+        of the clip's windows), so a restarting encoder's first latent is the zero ``proj1`` window.
+        """
         device, dtype = self._compute(device, dtype)
-        return self._encoder(stream).null(num_latents, first_latent == 0, device, dtype)
+        encoder = self._encoder(stream)
+        first_included = first_latent == 0 or getattr(encoder, "restarts_per_clip", False)
+        return encoder.null(num_latents, first_included, device, dtype)
 
     def residual(self, block_index: int, stream: str, x: torch.Tensor, tokens: torch.Tensor,
                  bias_table: torch.Tensor, backend: str = "auto", structure: str | None = None,

@@ -4,8 +4,11 @@ Layout (MeiGen-AI/MultiTalk ``wan/modules/multitalk_model.py``; InfiniteTalk use
 tensors; ComfyUI's ``MultiTalkModelPatch`` loads the same keys from ``models/model_patches``):
 
 * ``audio_proj.{proj1, proj1_vf, proj2, proj3, norm}.*``: ``AudioProjModel``. The 5-frame window of
-  latent 0 goes through ``proj1`` and every later latent's 8-frame window through ``proj1_vf``
-  (exactly :meth:`DuplexAudio.latent_windows` with ``context_frames = 2``), both flattened as
+  a clip's latent 0 goes through ``proj1`` and every later latent's 8-frame window through ``proj1_vf``
+  (exactly :meth:`DuplexAudio.latent_windows` with ``context_frames = 2``). The official generator
+  (``wan/multitalk.py``) cuts every clip's audio afresh, so the first latent of *every* sampling
+  window (clip), not only of the video, takes the 5-frame window through ``proj1``
+  (:attr:`InfiniteTalkAudioProj.restarts_per_clip`); both are flattened as
   (window, layer, channel); then ReLU, ``proj2``, ReLU, ``proj3`` -> ``context_tokens`` x
   ``context_dim`` tokens per latent, LayerNorm (run in float32 as InfiniteTalk does).
 * ``blocks.N.norm_x.*`` (LayerNorm), ``blocks.N.audio_cross_attn.{q_linear, kv_linear, proj}.*``:
@@ -51,6 +54,9 @@ class InfiniteTalkAudioProj(nn.Module):
     """``audio_proj`` of InfiniteTalk: per-latent audio windows -> ``[T, 32, 768]`` tokens (see module doc)."""
 
     receptive_field = 0  # no attention across windows
+    # every sampling window is a clip of its own: its first latent takes the 5-frame window through
+    # proj1 (MeiGen-AI/InfiniteTalk wan/multitalk.py cuts each clip's audio from the clip's frame 0)
+    restarts_per_clip = True
 
     def __init__(self, cfg: InfiniteTalkConfig, operations=None, device=None, dtype=None):
         super().__init__()

@@ -99,7 +99,7 @@ class DuplexCall:
 
 def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_latent: int, num_latents: int,
                         device: torch.device | None = None, dtype: torch.dtype | None = None,
-                        with_grad: bool = False, **options) -> DuplexCall:
+                        with_grad: bool = False, padding: str = "clamp", **options) -> DuplexCall:
     """Encode one window's audio once (every stream of the adapter) and wrap it in a :class:`DuplexCall`.
 
     Args:
@@ -110,6 +110,8 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
             of another span).
         with_grad: keep the autograd graph of the tokens (training: the Q-Formers and learned nulls
             get gradients); sampling leaves it False.
+        padding: audio past the stream's end, ``"clamp"`` or ``"mirror"`` (a full last window,
+            :meth:`DuplexAdapter.audio_tokens`).
         options: further :class:`DuplexCall` fields (``branches``, ``kernels``, ``scales``,
             ``backend``, ``guide``).
 
@@ -120,7 +122,7 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
     encode = adapter.audio_tokens if with_grad else adapter.encode
     nulls = adapter.learned_null_tokens if with_grad else adapter.null_tokens
     for stream in adapter.streams:
-        tokens[stream] = encode(duplex, stream, first_latent, num_latents, device, dtype)
+        tokens[stream] = encode(duplex, stream, first_latent, num_latents, device, dtype, padding)
         null[stream] = nulls(stream, first_latent, num_latents, device, dtype)
     options.setdefault("audio_first_latent", first_latent)
     return DuplexCall(tokens=tokens, null_tokens=null, fps=duplex.fps, video_first_latent=first_latent, **options)
