@@ -15,13 +15,20 @@ prompt, both audio streams null, when its weight is not zero) as ``uncond_denois
 samplers (``*_cfg_pp``) need exactly this. With a single anchor (all scales 1) both are that
 anchor's prediction. ``sampler_cfg_function`` and ``sampler_pre_cfg_function`` (e.g. from
 CFG-rescale nodes) replace or edit a cond/uncond pair's mix and are not applied here.
+
+With ``apg`` set the anchors and paths come from :func:`beyond_monologue.sampling.guidance.guidance_paths`
+and the mix is adaptive projected guidance on the velocity ``v = (x - denoised) / sigma`` (the flow
+model's own output, which the official code guides), converted back to a denoised prediction.
+One guider serves one window, so the APG momentum restarts every window as it does per clip in
+the official generator.
 """
 
 from __future__ import annotations
 
 import comfy.samplers
 
-from .guidance import NEGATIVE, POSITIVE, Anchor
+from .apg import APGSettings, MomentumBuffer, projected_update
+from .guidance import NEGATIVE, POSITIVE, Anchor, GuidancePath
 
 
 class DuplexGuider(comfy.samplers.CFGGuider):
@@ -30,14 +37,20 @@ class DuplexGuider(comfy.samplers.CFGGuider):
     Args:
         model_patcher: the adapter-patched MODEL, with the window's ``bm_duplex`` call set whose
             ``branches`` match ``anchors``.
-        anchors: from :func:`beyond_monologue.sampling.guidance.guidance_anchors`.
+        anchors: from :func:`beyond_monologue.sampling.guidance.guidance_anchors` (linear CFG) or the
+            anchors of :func:`~beyond_monologue.sampling.guidance.guidance_paths` (APG).
+        paths / apg: APG only: the paths of ``guidance_paths`` and the APG constants.
     """
 
-    def __init__(self, model_patcher, anchors: tuple[Anchor, ...]):
+    def __init__(self, model_patcher, anchors: tuple[Anchor, ...], paths: tuple[GuidancePath, ...] = (),
+                 apg: APGSettings | None = None):
         super().__init__(model_patcher)
         if not anchors:
             raise ValueError("DuplexGuider needs at least one anchor")
         self.anchors = tuple(anchors)
+        self.paths = tuple(paths)
+        self.apg = apg
+        self.buffers = [MomentumBuffer(apg.momentum) for _ in self.paths] if apg is not None else []
 
     def set_conds(self, positive, negative):
         """``positive`` (the prompt) and ``negative`` (the null-text anchors), ComfyUI CONDITIONING lists."""
@@ -47,12 +60,27 @@ class DuplexGuider(comfy.samplers.CFGGuider):
         """The guided denoised prediction ``sum_i w_i D(x | anchor_i)`` (same shape and dtype as ComfyUI's CFG)."""
         conds = [self.conds[anchor.text] for anchor in self.anchors]
         outs = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
-        mixed = outs[0] * self.anchors[0].weight
-        for anchor, out in zip(self.anchors[1:], outs[1:], strict=True):
-            mixed = mixed + out * anchor.weight
+        if self.apg is not None:
+            mixed = self._projected(x, timestep, outs)
+        else:
+            mixed = outs[0] * self.anchors[0].weight
+            for anchor, out in zip(self.anchors[1:], outs[1:], strict=True):
+                mixed = mixed + out * anchor.weight
         for function in model_options.get("sampler_post_cfg_function", []):
             mixed = function({"denoised": mixed, "cond": conds[0], "uncond": conds[-1],
                               "cond_scale": self.anchors[0].weight, "model": self.inner_model,
                               "cond_denoised": outs[0], "uncond_denoised": outs[-1], "sigma": timestep,
                               "model_options": model_options, "input": x})
         return mixed
+
+    def _projected(self, x, sigma, outs):
+        """APG on velocities: ``v_c + sum_k (s_k - 1) P_k(v_upper - v_lower)``, returned as a denoised prediction."""
+        if not self.paths:
+            return outs[0]
+        s = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x)
+        velocities = [(x - out) / s for out in outs]
+        guided = velocities[0]
+        for path, buffer in zip(self.paths, self.buffers, strict=True):
+            diff = velocities[path.upper] - velocities[path.lower]
+            guided = guided + (path.scale - 1.0) * projected_update(diff, velocities[0], self.apg, buffer)
+        return x - guided * s

@@ -24,10 +24,25 @@ Anchors whose weight is 0 are not evaluated: all scales 1 needs one evaluation p
 the distilled-LoRA case), ``s_listen = s_talk`` drops ``l``, and so on. The order of the paths
 (listen, then talk, then text) follows the paper's training order (talking first, listening added
 later, Sec. 3.3) and InfiniteTalk's (audio inside text).
+
+Text scale 1 (the official LoRA recipe, text 1 / audio 2): there is no text path, so every anchor
+uses the positive prompt, as MeiGen-AI/InfiniteTalk ``wan/multitalk.py`` does when
+``math.isclose(text_guide_scale, 1.0)``: ``out = u' + s_listen (l' - u') + s_talk (c - l')`` with
+``u'``, ``l'`` the positive-prompt versions of ``u``, ``l``; with one stream exactly the official
+two passes ``drop_audio + s_audio (cond - drop_audio)``. Otherwise the formula above, which for
+one stream is the official three passes ``uncond + s_text (cond - drop_text) + s_audio (drop_text
+- uncond)``.
+
+Adaptive projected guidance (APG, arXiv 2410.02416; InfiniteTalk's ``--use_apg``) writes the same
+chain of anchors as ``c + sum_k (s_k - 1) P_k(d_k)`` over the paths ``d_k`` = upper minus lower
+anchor (:func:`guidance_paths`), where ``P_k`` is the momentum-averaged, norm-clipped difference
+with its component along ``c`` removed (:mod:`beyond_monologue.sampling.apg`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 from ..model.mhgk import STREAMS
@@ -60,6 +75,34 @@ class Anchor:
     weight: float
 
 
+@dataclass(frozen=True)
+class GuidancePath:
+    """One guidance path: ``scale`` times (anchor ``upper`` minus anchor ``lower``), indices into the anchors."""
+
+    name: str
+    scale: float
+    upper: int
+    lower: int
+
+
+def text_guided(scales: GuidanceScales) -> bool:
+    """False when the text scale is 1 (``math.isclose``, as the official code tests it): no text path."""
+    return not math.isclose(scales.text, 1.0)
+
+
+def _chain(scales: GuidanceScales, streams: tuple[str, ...]) -> tuple[list[tuple], list[tuple[str, float]]]:
+    """Anchor keys ``(text, modes)`` from fully conditional to unconditional and the (name, scale) of each step."""
+    if text_guided(scales):
+        full = [(POSITIVE, "on", "on"), (NEGATIVE, "on", "on"), (NEGATIVE, "null", "on"), (NEGATIVE, "null", "null")]
+        paths = [("text", scales.text), ("talk", scales.talk), ("listen", scales.listen)]
+    else:
+        full = [(POSITIVE, "on", "on"), (POSITIVE, "null", "on"), (POSITIVE, "null", "null")]
+        paths = [("talk", scales.talk), ("listen", scales.listen)]
+    keys = [(text, tuple((s, m) for s, m in zip(STREAMS, (talk, listen), strict=True) if s in streams))
+            for text, talk, listen in full]
+    return keys, paths
+
+
 def guidance_anchors(scales: GuidanceScales, streams: tuple[str, ...] = STREAMS) -> tuple[Anchor, ...]:
     """The anchors with a non-zero weight, fully conditional first (see module docstring).
 
@@ -70,19 +113,39 @@ def guidance_anchors(scales: GuidanceScales, streams: tuple[str, ...] = STREAMS)
 
     Returns:
         1 to 4 anchors in the order c, t, l, u (cond index 0 = the positive prompt, as in
-        ComfyUI's CFGGuider); weights sum to 1.
+        ComfyUI's CFGGuider); weights sum to 1. Text scale 1: 1 to 3 anchors, all with the
+        positive prompt.
     """
-    full = [
-        (POSITIVE, {"talk": "on", "listen": "on"}, scales.text),
-        (NEGATIVE, {"talk": "on", "listen": "on"}, scales.talk - scales.text),
-        (NEGATIVE, {"talk": "null", "listen": "on"}, scales.listen - scales.talk),
-        (NEGATIVE, {"talk": "null", "listen": "null"}, 1.0 - scales.listen),
-    ]
+    keys, paths = _chain(scales, streams)
+    scales_in_order = [scale for _, scale in paths]
+    weights = [scales_in_order[0]] + [b - a for a, b in itertools.pairwise(scales_in_order)] + [1.0 - scales_in_order[-1]]
     merged: dict[tuple, float] = {}
-    for text, modes, weight in full:
-        key = (text, tuple((s, modes[s]) for s in STREAMS if s in streams))
+    for key, weight in zip(keys, weights, strict=True):
         merged[key] = merged.get(key, 0.0) + weight
     return tuple(Anchor(text, modes, weight) for (text, modes), weight in merged.items() if abs(weight) > WEIGHT_EPS)
+
+
+def guidance_paths(scales: GuidanceScales, streams: tuple[str, ...] = STREAMS) -> tuple[tuple[Anchor, ...], tuple[GuidancePath, ...]]:
+    """The anchors and paths of the nested formula as ``c + sum_k (s_k - 1) (upper_k - lower_k)`` (for APG).
+
+    Paths whose scale is 1 or whose anchors coincide (a stream the adapter lacks) are left out, and
+    so are the anchors only they would need. Anchor weights are 0 (APG does not mix linearly).
+
+    Returns:
+        ``(anchors, paths)``: anchor 0 is always the fully conditional ``c``; each path's ``upper`` /
+        ``lower`` index into the anchors.
+    """
+    keys, steps = _chain(scales, streams)
+    used: list[tuple] = [keys[0]]
+    paths = []
+    for (name, scale), upper, lower in zip(steps, keys[:-1], keys[1:], strict=True):
+        if upper == lower or abs(scale - 1.0) <= WEIGHT_EPS:
+            continue
+        for key in (upper, lower):
+            if key not in used:
+                used.append(key)
+        paths.append(GuidancePath(name, scale, used.index(upper), used.index(lower)))
+    return tuple(Anchor(text, modes, 0.0) for text, modes in used), tuple(paths)
 
 
 def anchor_branches(anchors: tuple[Anchor, ...]) -> dict[int, dict[str, str]]:
