@@ -12,11 +12,19 @@ from comfy_api.latest import io
 from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
 from ..beyond_monologue.errors import BMInputError
+from ..beyond_monologue.model.duplex_adapter import LAYOUT_INFINITETALK
 from ..beyond_monologue.model.mhgk import parse_per_head
 from ..beyond_monologue.model.wan_patch import backbone, require_adapter
+from ..beyond_monologue.sampling.apg import OFFICIAL_MOMENTUM, OFFICIAL_NORM_THRESHOLD, APGSettings
 from ..beyond_monologue.sampling.guidance import GuidanceScales
 from ..beyond_monologue.sampling.long_video import SamplingSettings, sample_long_video
-from ..beyond_monologue.sampling.reference import GUIDE_POSITIONS, encode_reference, resolve_guide_position
+from ..beyond_monologue.sampling.reference import (
+    GUIDE_POSITIONS,
+    encode_reference,
+    require_clip_vision,
+    resolve_guide_position,
+)
+from ..beyond_monologue.sampling.schedule import SCHEDULER_NAME
 from ..beyond_monologue.timebase import is_valid_frame_count, latent_count
 from .types import DuplexAudioType
 
@@ -25,6 +33,8 @@ SIZE_STEP = 16  # the smallest multiple any Wan backbone needs (Wan2.1 VAE 8 x p
 MAX_MOTION_LATENTS = 16
 MAX_WINDOW_FRAMES = 1001
 KERNEL_INPUTS = ("talk_sigma", "talk_alpha", "listen_sigma", "listen_alpha")
+GUIDANCE_METHODS = ("cfg", "apg")
+LAST_WINDOWS = ("auto", "full_mirrored", "shortened")
 
 
 def _scale_input(name: str, default: float, what: str) -> io.Float.Input:
@@ -51,7 +61,11 @@ class BMSampler(io.ComfyNode):
                 "and listening: u + cfg_listen (l - u) + cfg_talk (t - l) + cfg_text (c - t), where u has the "
                 "negative prompt and both audio streams null, l adds the listening audio, t adds the talking "
                 "audio and c uses the positive prompt. The video lasts exactly as long as the encoded audio; "
-                "decode it with BM Decode Video or VAE Decode."),
+                "decode it with BM Decode Video or VAE Decode. With InfiniteTalk it samples like the official "
+                "generator (every window restarts its audio as a clip, known latents held clean before every "
+                "call, official two/three-pass guidance, a full last window over mirrored audio, optional "
+                "official schedule and APG); one deliberate difference: motion latents are carried as latents "
+                "instead of decoding the last 9 frames and encoding them again."),
             inputs=[
                 io.Model.Input("model", tooltip="The Wan model with the adapter attached (BM Apply Duplex Adapter): "
                                "Wan2.2-TI2V-5B for Beyond Monologue, Wan2.1-I2V-14B for InfiniteTalk."),
@@ -74,22 +88,28 @@ class BMSampler(io.ComfyNode):
                 io.Int.Input("steps", default=30, min=1, max=1000, tooltip="Sampling steps per window."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="uni_pc",
                                tooltip="ComfyUI sampler (as in KSampler). uni_pc is Wan's own solver."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
-                               tooltip="ComfyUI scheduler (as in KSampler)."),
+                io.Combo.Input("scheduler", options=[*comfy.samplers.KSampler.SCHEDULERS, SCHEDULER_NAME], default="simple",
+                               tooltip="ComfyUI scheduler (as in KSampler), or infinitetalk_linear: the official "
+                                       "InfiniteTalk schedule, timesteps linspace(1000, 1, steps) then 0, shifted by "
+                                       "shift (use it with the euler sampler for the official steps)."),
                 io.Float.Input("shift", default=5.0, min=0.0, max=100.0, step=0.01,
                                tooltip="Flow shift (ModelSamplingSD3). Wan2.2-TI2V-5B uses 5; InfiniteTalk 7 at "
                                        "480p, 11 at 720p; distilled LoRAs often 2. 0 = keep the MODEL's own."),
-                _scale_input("cfg_text", 5.0, "the text prompt (c - t)"),
+                _scale_input("cfg_text", 5.0, "the text prompt (c - t). At exactly 1 there is no text path and every "
+                             "evaluation uses the positive prompt: with InfiniteTalk the official two passes "
+                             "drop_audio + cfg_talk (cond - drop_audio)"),
                 _scale_input("cfg_talk", 4.0, "the talking stream, the avatar's own speech: lip sync (t - l)"),
                 _scale_input("cfg_listen", 3.0, "the listening stream, the other person's speech: reactions (l - u); "
                              "no effect with a talk-only adapter (InfiniteTalk)"),
                 io.Int.Input("window_frames", default=81, min=5, max=MAX_WINDOW_FRAMES, step=4,
                              tooltip="Frames per sampling window (4n+1; 81 = 21 latents = 3.24 s at 25 fps, what "
-                                     "the models were trained on). The last window is shortened to the audio."),
+                                     "the models were trained on). See last_window for the last one."),
                 io.Int.Input("motion_latents", default=3, min=1, max=MAX_MOTION_LATENTS,
-                             tooltip="Latent frames each window takes over from the previous one (3 latents = 12 "
-                                     "frames, like InfiniteTalk's 9 motion frames). More = smoother joins, "
-                                     "fewer new frames per window."),
+                             tooltip="Latent frames each window takes over from the previous one, held clean in "
+                                     "every model call (3 latents; with 81-frame windows every window then starts "
+                                     "72 frames after the last, as InfiniteTalk's clips with its 9 motion frames). "
+                                     "Deliberate difference to the official code: they are carried as latents, "
+                                     "not decoded and encoded again. More = smoother joins, fewer new frames."),
                 io.Combo.Input("guide_position", options=list(GUIDE_POSITIONS), default="auto",
                                tooltip="Where the reference goes. past_end: a clean guide frame just past each "
                                        "window (the paper's best; Wan2.2-TI2V-5B). first_frame: the reference as "
@@ -99,13 +119,37 @@ class BMSampler(io.ComfyNode):
                              tooltip="past_end only: guide RoPE index = window latents - 1 + offset. 1 = one latent "
                                      "past the end (paper's best); 0 limits motion; large values weaken the guide."),
                 io.ClipVisionOutput.Input("clip_vision_output", optional=True,
-                                          tooltip="Wan2.1-I2V only: CLIP Vision Encode of the reference (as for "
-                                                  "WanImageToVideo). Ignored by Wan2.2-TI2V-5B."),
+                                          tooltip="Wan2.1-I2V (InfiniteTalk): CLIP Vision Encode (clip_vision_h, crop "
+                                                  "none) of the reference, given to every call as in the official "
+                                                  "generator; required unless allow_missing_clip_vision is on or the "
+                                                  "positive conditioning carries one. Ignored by Wan2.2-TI2V-5B."),
                 *(io.String.Input(name, default="", optional=True, placeholder="from the adapter node",
                                   tooltip=f"MHGK {name.split('_')[1]} of the {name.split('_')[0].capitalize()}ing heads "
                                           f"for this run ({'seconds' if name.endswith('sigma') else 'logits'}). "
                                           + per_head)
                   for name in KERNEL_INPUTS),
+                io.Combo.Input("guidance_method", options=list(GUIDANCE_METHODS), default="cfg", optional=True,
+                               tooltip="cfg: the linear mix above. apg: adaptive projected guidance, the official "
+                                       "InfiniteTalk option (--use_apg): each guidance difference of the velocity is "
+                                       "momentum-averaged, norm-clipped and stripped of its part along the "
+                                       "conditional prediction; less oversaturation at high audio CFG."),
+                io.Float.Input("apg_momentum", default=OFFICIAL_MOMENTUM, min=-1.0, max=1.0, step=0.01, optional=True,
+                               tooltip="apg only: momentum of the running guidance difference per window "
+                                       "(official default -0.75)."),
+                io.Float.Input("apg_norm_threshold", default=OFFICIAL_NORM_THRESHOLD, min=0.0, max=1000.0, step=0.5,
+                               optional=True, tooltip="apg only: the guidance difference's L2 norm is clipped to this "
+                                                      "(0 = no clipping; official default 55)."),
+                io.Combo.Input("last_window", options=list(LAST_WINDOWS), default="auto", optional=True,
+                               tooltip="full_mirrored: the last window keeps window_frames over audio mirrored at "
+                                       "its end, and the frames past the audio are dropped (the official "
+                                       "InfiniteTalk last clip). shortened: the last window covers only the audio "
+                                       "left (the pack's earlier behaviour). auto: full_mirrored with the "
+                                       "InfiniteTalk adapter, shortened with a Beyond Monologue adapter (the "
+                                       "pack's choice: its training recipe is not public)."),
+                io.Boolean.Input("allow_missing_clip_vision", default=False, optional=True,
+                                 tooltip="Run a Wan2.1-I2V model without CLIP vision features of the reference "
+                                         "(off: such a run is refused, since the official generator always "
+                                         "gives them)."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The video latent [1, channels, latent frames, "
                                       "height/stride, width/stride]; 4n+1 frames decode from n+1 latents.")],
@@ -134,7 +178,9 @@ class BMSampler(io.ComfyNode):
     def execute(cls, model, positive, negative, duplex_audio, vae, reference, width, height, seed, steps, sampler_name,
                 scheduler, shift, cfg_text, cfg_talk, cfg_listen, window_frames, motion_latents, guide_position,
                 guide_offset, clip_vision_output=None, talk_sigma="", talk_alpha="", listen_sigma="",
-                listen_alpha="") -> io.NodeOutput:
+                listen_alpha="", guidance_method="cfg", apg_momentum=OFFICIAL_MOMENTUM,
+                apg_norm_threshold=OFFICIAL_NORM_THRESHOLD, last_window="auto",
+                allow_missing_clip_vision=False) -> io.NodeOutput:
         problem = _setting_problem(width, height, window_frames, motion_latents)
         if problem:
             raise problem
@@ -148,6 +194,9 @@ class BMSampler(io.ComfyNode):
         position = resolve_guide_position(guide_position, info)
         if clip_vision_output is not None and info.image_concat_channels == 0:
             logging.info("BMSampler: clip_vision_output is ignored (only Wan2.1-I2V models use it).")
+        clip_vision_output = require_clip_vision(info, clip_vision_output, positive, allow_missing_clip_vision)
+        apg = _apg_settings(guidance_method, apg_momentum, apg_norm_threshold)
+        full_last = _full_last(last_window, adapter_patcher.model.config.layout)
         window_latents = latent_count(window_frames, "window_frames")
         texts = {"talk": (talk_sigma, talk_alpha), "listen": (listen_sigma, listen_alpha)}
         kernels = _kernel_overrides(adapter_settings.kernels, texts)
@@ -155,7 +204,7 @@ class BMSampler(io.ComfyNode):
             model = ModelSamplingSD3().patch(model, shift)[0]
         ref = encode_reference(vae, reference, width, height, position, info, window_latents, clip_vision_output)
         settings = SamplingSettings(steps, sampler_name, scheduler, seed, GuidanceScales(cfg_text, cfg_talk, cfg_listen),
-                                    window_latents, motion_latents, guide_offset, kernels)
+                                    window_latents, motion_latents, guide_offset, kernels, apg, full_last)
         samples = sample_long_video(model, positive, negative, duplex_audio, ref, settings, _step_callback(model))
         return io.NodeOutput({"samples": samples})
 
@@ -178,6 +227,25 @@ def _setting_problem(width, height, window_frames, motion_latents) -> BMInputErr
             return BMInputError("motion_latents", f"is {motion_latents} but a window of {window_frames} frames has "
                                 f"{latents} latents.", f"use 1 to {latents - 1}, or longer windows.")
     return None
+
+
+def _apg_settings(method: str, momentum: float, norm_threshold: float) -> APGSettings | None:
+    if method not in GUIDANCE_METHODS:
+        raise BMInputError("guidance_method", f"is {method!r}.", f"use one of {', '.join(GUIDANCE_METHODS)}.")
+    if method == "cfg":
+        return None
+    if not -1.0 <= momentum <= 1.0 or norm_threshold < 0:
+        raise BMInputError("apg_momentum/apg_norm_threshold", f"are {momentum}/{norm_threshold}.",
+                           "use a momentum from -1 to 1 and a threshold >= 0 (official: -0.75 and 55).")
+    return APGSettings(momentum, norm_threshold)
+
+
+def _full_last(last_window: str, layout: str) -> bool:
+    if last_window not in LAST_WINDOWS:
+        raise BMInputError("last_window", f"is {last_window!r}.", f"use one of {', '.join(LAST_WINDOWS)}.")
+    if last_window == "auto":
+        return layout == LAYOUT_INFINITETALK
+    return last_window == "full_mirrored"
 
 
 def _check_vae(vae, info, width: int, height: int) -> None:

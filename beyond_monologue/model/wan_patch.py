@@ -17,7 +17,8 @@ adapter survives ComfyUI's offloading/reloading (patches are re-applied at every
   (``transformer_options["bm_duplex"]``), works out the token grid, which batch rows are which
   guidance branch (``transformer_options["cond_or_uncond"]``), the MHGK tables and the guide's RoPE
   frequencies once per model call, and appends the optional guide latent (paper Sec. 3.3,
-  arbitrary-position guide: its RoPE time index is the one the call asks for).
+  arbitrary-position guide: its RoPE time index is the one the call asks for), and writes the
+  call's clean known latents (``DuplexCall.known``) over the window's first latents.
 
 Nothing is set on the torch modules themselves (no object patches), so removing the patches
 leaves the DiT exactly as it was.
@@ -86,6 +87,8 @@ class WanBackbone:
         patch_size: DiT patch ``(t, h, w)`` (Wan: ``(1, 2, 2)``).
         dim / num_layers / num_heads: DiT width, blocks and attention heads (Wan2.2-TI2V-5B: 3072, 30, 24):
             the sizes a new adapter for this model gets.
+        clip_image_embedding: the DiT has the CLIP image projection (``img_emb``: Wan2.1-I2V), i.e. it
+            was trained with CLIP vision features of the reference (``clip_fea``) at every call.
     """
 
     in_channels: int
@@ -94,6 +97,7 @@ class WanBackbone:
     dim: int = 0
     num_layers: int = 0
     num_heads: int = 0
+    clip_image_embedding: bool = False
 
     @property
     def image_concat_channels(self) -> int:
@@ -109,7 +113,8 @@ def backbone(model) -> WanBackbone:
     """
     dm = _diffusion_model(model)
     return WanBackbone(int(dm.patch_embedding.weight.shape[1]), int(model.get_model_object("latent_format").latent_channels),
-                       tuple(int(p) for p in dm.patch_size), int(dm.dim), len(dm.blocks), int(dm.num_heads))
+                       tuple(int(p) for p in dm.patch_size), int(dm.dim), len(dm.blocks), int(dm.num_heads),
+                       getattr(dm, "img_emb", None) is not None)
 
 
 def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | None = None, label: str = "adapter"):
@@ -368,6 +373,8 @@ class _DiffusionModelWrapper:
         options = dict(transformer_options)
         state = self.hook.forward_state(call, grid, token_start, batch, options, x.device, x.dtype)
         state.context_img_len = None if clip_fea is None else clip_fea.shape[-2]
+        if call.known is not None:
+            x = _hold_known(x, call.known)
         guide = call.guide
         if guide is not None:
             x, timestep = _append_guide(x, timestep, guide, time_dim_concat, token_start)
@@ -378,6 +385,16 @@ class _DiffusionModelWrapper:
         options[STATE_KEY] = state
         out = executor(x, timestep, context, clip_fea, time_dim_concat, options, **kwargs)
         return out[:, :, :frames] if guide is not None else out
+
+
+def _hold_known(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``x`` with its first ``known.shape[2]`` latents' first ``known.shape[1]`` channels set to ``known`` (clean)."""
+    channels, count = known.shape[1], known.shape[2]
+    if known.ndim != 5 or channels > x.shape[1] or count > x.shape[2] or known.shape[3:] != x.shape[3:]:
+        raise ValueError(f"known latents {tuple(known.shape)} do not fit the model input {tuple(x.shape)}")
+    x = x.clone()
+    x[:, :channels, :count] = known.to(device=x.device, dtype=x.dtype)
+    return x
 
 
 def _append_guide(x, timestep, guide, time_dim_concat, token_start):

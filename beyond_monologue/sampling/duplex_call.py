@@ -16,6 +16,7 @@ MODEL (ComfyUI copies it into the ``transformer_options`` of every model call).
   Indices not listed are ``"on"`` for every stream.
 * ``kernels``, ``scales`` and ``backend`` override, for this call only, the kernel, strength and
   attention backend set on the node (BMApplyDuplexAdapter).
+* ``known``: clean latents held at the window's start in every model call (see :class:`DuplexCall`).
 * ``guide``: the arbitrary-position guide (paper Sec. 3.3): a clean reference latent appended to
   the video along time with a chosen RoPE time index (default one past the window: 21 for a
   21-latent window). Guide tokens get no audio residual.
@@ -70,6 +71,11 @@ class DuplexCall:
         scales: stream -> residual multiplier for this call (on top of the node's strength).
         backend: MHGK attention backend override (:data:`beyond_monologue.model.mhgk_attention.BACKENDS`).
         guide: optional arbitrary-position guide latent.
+        known: ``[1 or B, C_lat, k, H, W]`` clean latents (model space, after ``process_latent_in``)
+            written over the window's first ``k`` latents (the first ``C_lat`` input channels) before
+            every model call: the reference latent of the first window, the motion latents of later
+            ones (MeiGen-AI/InfiniteTalk ``wan/multitalk.py`` puts them back, clean, before each step),
+            whatever the model family's inpaint convention would feed; None = nothing held.
     """
 
     tokens: Mapping[str, torch.Tensor]
@@ -82,6 +88,7 @@ class DuplexCall:
     scales: Mapping[str, float] = field(default_factory=dict)
     backend: str | None = None
     guide: GuideLatent | None = None
+    known: torch.Tensor | None = None
 
     def __post_init__(self):
         for index, modes in self.branches.items():

@@ -3,19 +3,30 @@
 For each window of :func:`beyond_monologue.sampling.windows.plan_windows` (all on ComfyUI's machinery):
 
 1. audio tokens of the window's latents on the long video's clock (``wan_patch.prepare_window``,
-   Q-Formers run once per window) in a ``DuplexCall`` set on a clone of the MODEL, with the
-   guidance branches and, for ``past_end``, the reference as guide latent;
-2. a latent of the window's size whose first ``M`` latents are the previous window's last
-   latents, held by ComfyUI's denoise-mask (inpaint) path: ``KSamplerX0Inpaint`` gives the model
-   the model family's own convention for known latents (Wan2.2-TI2V-5B / ``WAN22``: clean, with
-   per-frame timestep 0 from ``process_timestep``, i.e. diffusion forcing; Wan2.1 / ``WAN21``:
-   re-noised to the current sigma, as MultiTalk/InfiniteTalk re-inject motion frames) and keeps
-   them exactly in the result;
+   Q-Formers run once per window; the InfiniteTalk ``audio_proj`` restarts per window as per clip
+   in the official generator) in a ``DuplexCall`` set on a clone of the MODEL, with the guidance
+   branches and, for ``past_end``, the reference as guide latent;
+2. a latent of the window's size whose first latents are known: the previous window's last ``M``
+   latents (motion latents), or in the first window the reference as latent 0 (``first_frame``).
+   ComfyUI's denoise-mask (inpaint) path keeps them exactly in the result, and the ``DuplexCall``
+   puts them back *clean* before every model call (``DuplexCall.known``), as MeiGen-AI/InfiniteTalk
+   ``wan/multitalk.py`` does (``latent[:, :T_m] = latent_motion_frames`` before each step); ComfyUI's
+   own Wan2.1 (``WAN21``) convention would re-noise them to the current sigma. Wan2.2-TI2V-5B
+   (``WAN22``) also gives them timestep 0 (``process_timestep``, diffusion forcing); on Wan2.1 they
+   share the window's timestep, as in the official code;
 3. seeded noise ``comfy.sample.prepare_noise(latent, window_seed(seed, k))``, sigmas of ComfyUI's
-   scheduler (``comfy.samplers.KSampler(...).sigmas``), ``comfy.samplers.sampler_object``, and
-   :class:`~beyond_monologue.sampling.duplex_guider.DuplexGuider` (text/talk/listen guidance);
+   scheduler (``comfy.samplers.KSampler(...).sigmas``) or the official InfiniteTalk schedule
+   (:mod:`beyond_monologue.sampling.schedule`), ``comfy.samplers.sampler_object``, and
+   :class:`~beyond_monologue.sampling.duplex_guider.DuplexGuider` (text/talk/listen guidance, CFG or APG);
 4. the window's new latents go to ComfyUI's intermediate device (the CPU); only the running window
-   lives on the compute device.
+   lives on the compute device. With ``full_last`` the last window keeps its full length over audio
+   mirrored at its end and its latents past the audio are dropped (the official last clip).
+
+The pack deliberately keeps one difference to the official generator: motion latents are carried
+as latents (4 frames each on the long clock) instead of decoding the last 9 frames and encoding
+them again (no VAE round trip, no colour drift through it, less memory). Window ``k`` of ``W = 21``
+latents with ``M = 3`` starts at frame ``72 k``, the official clip start, so its audio windows are
+the official ones.
 
 The result is ComfyUI's own video LATENT layout (``[1, C, N, h, w]``, N = latents of the audio),
 decodable by the native VAE Decode and by BM Decode Video as one continuous clip.
@@ -35,10 +46,12 @@ import torch
 from ..audio.duplex_audio import DuplexAudio
 from ..model.mhgk import MHGKKernel
 from ..model.wan_patch import prepare_window, require_adapter
+from .apg import APGSettings
 from .duplex_call import CALL_KEY, GuideLatent
 from .duplex_guider import DuplexGuider
-from .guidance import GuidanceScales, anchor_branches, guidance_anchors
+from .guidance import GuidanceScales, anchor_branches, guidance_anchors, guidance_paths
 from .reference import Reference
+from .schedule import SCHEDULER_NAME, infinitetalk_sigmas
 from .windows import Window, plan_windows, window_seed
 
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, denoised latent of the window)
@@ -50,12 +63,16 @@ class SamplingSettings:
 
     Attributes:
         steps: sampling steps per window.
-        sampler_name / scheduler: ComfyUI names (``comfy.samplers.KSampler.SAMPLERS`` / ``.SCHEDULERS``).
+        sampler_name / scheduler: ComfyUI names (``comfy.samplers.KSampler.SAMPLERS`` / ``.SCHEDULERS``),
+            or scheduler ``"infinitetalk_linear"``: the official schedule with the MODEL's flow shift.
         seed: 64-bit seed; window ``k`` uses :func:`beyond_monologue.sampling.windows.window_seed`.
         scales: text / talk / listen guidance.
         window_latents / motion_latents: see :func:`beyond_monologue.sampling.windows.plan_windows`.
         guide_offset: ``past_end`` guide RoPE index = window latents - 1 + offset.
         kernels: stream -> MHGK kernel overriding the adapter node's for this run.
+        apg: adaptive projected guidance instead of linear CFG (None = CFG).
+        full_last: the last window keeps ``window_latents`` over mirrored audio (official) instead
+            of being shortened to the audio.
     """
 
     steps: int
@@ -67,6 +84,17 @@ class SamplingSettings:
     motion_latents: int = 3
     guide_offset: int = 1
     kernels: dict[str, MHGKKernel] = field(default_factory=dict)
+    apg: APGSettings | None = None
+    full_last: bool = False
+
+
+def window_sigmas(model, settings: SamplingSettings) -> torch.Tensor:
+    """The sigmas of one window: ComfyUI's scheduler, or the official schedule at the MODEL's shift."""
+    if settings.scheduler == SCHEDULER_NAME:
+        shift = float(getattr(model.get_model_object("model_sampling"), "shift", 1.0))
+        return infinitetalk_sigmas(settings.steps, shift)
+    return comfy.samplers.KSampler(model, settings.steps, model.load_device, settings.sampler_name,
+                                   settings.scheduler, denoise=1.0).sigmas
 
 
 def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio, reference: Reference,
@@ -90,11 +118,15 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
         comfy.model_management.InterruptProcessingException: Cancel was pressed.
     """
     adapter_patcher, _ = require_adapter(model)
-    anchors = guidance_anchors(settings.scales, adapter_patcher.model.streams)
+    streams = adapter_patcher.model.streams
+    if settings.apg is not None:
+        anchors, paths = guidance_paths(settings.scales, streams)
+    else:
+        anchors, paths = guidance_anchors(settings.scales, streams), ()
     branches = anchor_branches(anchors)
-    windows = plan_windows(duplex.num_latents, settings.window_latents, settings.motion_latents)
-    sigmas = comfy.samplers.KSampler(model, settings.steps, model.load_device, settings.sampler_name,
-                                     settings.scheduler, denoise=1.0).sigmas
+    windows = plan_windows(duplex.num_latents, settings.window_latents, settings.motion_latents, settings.full_last)
+    padding = "mirror" if settings.full_last else "clamp"
+    sigmas = window_sigmas(model, settings)
     steps = len(sigmas) - 1
     sampler = comfy.samplers.sampler_object(settings.sampler_name)
     guide_latent = model.model.process_latent_in(reference.latent) if reference.position == "past_end" else None
@@ -105,14 +137,14 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
     for window in windows:
         comfy.model_management.throw_exception_if_processing_interrupted()
         guide = None if guide_latent is None else GuideLatent(guide_latent, window.num_latents - 1 + settings.guide_offset)
+        latent, mask, known = _window_latent(model, window, previous, reference)
         call = prepare_window(model, duplex, window.first_latent, window.num_latents, branches=branches,
-                              kernels=settings.kernels, guide=guide)
+                              kernels=settings.kernels, guide=guide, known=known, padding=padding)
         windowed = model.clone()
         windowed.model_options["transformer_options"][CALL_KEY] = call
-        guider = DuplexGuider(windowed, anchors)
+        guider = DuplexGuider(windowed, anchors, paths, settings.apg)
         guider.set_conds(reference.conditioning(positive, window.num_latents),
                          reference.conditioning(negative, window.num_latents))
-        latent, mask = _window_latent(model, window, previous, reference)
         seed = window_seed(settings.seed, window.index)
         noise = comfy.sample.prepare_noise(latent, seed)
         done = window.index * steps
@@ -125,28 +157,32 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
                                 denoise_mask=mask, callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
                                 seed=seed)
         previous = samples.to(video.device, torch.float32)
-        video[:, :, window.first_latent + window.motion_latents:window.first_latent + window.num_latents] = \
-            previous[:, :, window.motion_latents:]
+        start, end = window.first_latent + window.motion_latents, min(window.end_latent, duplex.num_latents)
+        video[:, :, start:end] = previous[:, :, window.motion_latents:window.motion_latents + end - start]
         del samples, guider, windowed, call
     return video
 
 
 def _window_latent(model, window: Window, previous: torch.Tensor | None,
-                   reference: Reference) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The window's input LATENT samples (VAE space) and its denoise mask (1 = generate, 0 = keep), or None."""
+                   reference: Reference) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The window's input LATENT samples (VAE space), its denoise mask (1 = generate, 0 = keep) or None,
+    and the kept latents in the model's space (``DuplexCall.known``) or None."""
     shape = (1, reference.latent.shape[1], window.num_latents, *reference.latent.shape[-2:])
     keep = torch.zeros(window.num_latents, dtype=torch.bool)
     known = torch.zeros(shape)
     if window.motion_latents:
         known[:, :, :window.motion_latents] = previous[:, :, -window.motion_latents:]
         keep[:window.motion_latents] = True
-    elif reference.position == "first_frame" and reference.concat is None:
-        known[:, :, :1] = reference.latent  # Wan2.2-TI2V-5B image-to-video: clean first latent
+    elif reference.position == "first_frame":
+        # image-to-video: the reference is the clean latent 0 (Wan22ImageToVideoLatent; the official
+        # InfiniteTalk first clip holds vae.encode(cond_image) there; Wan2.1-I2V also gets it through the concat)
+        known[:, :, :1] = reference.latent
         keep[0] = True
     if not keep.any():
-        return known, None
+        return known, None, None
     mask = (~keep).float().view(1, 1, -1, 1, 1).expand(1, 1, window.num_latents, *shape[-2:]).contiguous()
     # ComfyUI applies process_latent_in to a non-empty latent; the generated part must come out as 0
     # (as Wan22ImageToVideoLatent prepares it), the kept part as the clean latent.
     zero_in = model.model.process_latent_out(torch.zeros(shape))
-    return zero_in * mask + known * (1.0 - mask), mask
+    held = model.model.process_latent_in(known[:, :, :int(keep.sum())])
+    return zero_in * mask + known * (1.0 - mask), mask, held

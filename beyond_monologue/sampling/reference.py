@@ -85,6 +85,43 @@ def resolve_guide_position(position: str, model_backbone: WanBackbone) -> str:
     return position
 
 
+def conditioning_clip_vision(conditioning: list):
+    """The ``clip_vision_output`` a CONDITIONING carries (set by WanImageToVideo and the like), or None."""
+    for entry in conditioning or []:
+        if isinstance(entry, (list, tuple)) and len(entry) > 1 and isinstance(entry[1], dict):
+            found = entry[1].get("clip_vision_output")
+            if found is not None:
+                return found
+    return None
+
+
+def require_clip_vision(model_backbone: WanBackbone, clip_vision_output, positive: list, allow_missing: bool):
+    """The CLIP vision output an I2V run uses: the input, else the one ``positive`` carries.
+
+    MeiGen-AI/InfiniteTalk ``wan/multitalk.py`` feeds the CLIP ViT-H features of the reference
+    (``clip_fea``) to Wan2.1-I2V in every pass of every step; the model was trained with them.
+
+    Returns:
+        The CLIP_VISION_OUTPUT to add to every window's conditioning, or None (no CLIP image
+        embedding in this model, or the user opted out).
+
+    Raises:
+        BMInputError: a model with a CLIP image embedding, no CLIP vision output anywhere, and
+            ``allow_missing`` False.
+    """
+    if not model_backbone.clip_image_embedding:
+        return None
+    found = clip_vision_output if clip_vision_output is not None else conditioning_clip_vision(positive)
+    if found is None and not allow_missing:
+        raise BMInputError("clip_vision_output", "is not connected, but this image-to-video model (Wan2.1-I2V, as "
+                           "InfiniteTalk uses it) was trained with CLIP vision features of the reference at every "
+                           "step; without them identity and detail suffer.",
+                           "add Load CLIP Vision (clip_vision_h.safetensors) -> CLIP Vision Encode (crop: none) of "
+                           "the reference image and connect it to clip_vision_output, or switch "
+                           "allow_missing_clip_vision on to run without.")
+    return found
+
+
 def fit_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """The first IMAGE of a batch scaled and centre-cropped to ``width x height`` (ComfyUI's ``common_upscale``).
 

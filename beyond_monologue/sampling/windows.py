@@ -5,7 +5,10 @@ A long video of ``N`` latent frames is sampled as windows of ``W`` latents (``wi
 after the first starts with the last ``M`` latents of the previous window (*motion latents*, kept
 as latents: no decode/encode round trip), so windows advance by ``W - M`` latents and the
 overlap is dropped from the output: every latent of the long video is generated exactly once.
-The last window is shortened to what the audio still needs (at least one new latent).
+The last window is shortened to what the audio still needs (at least one new latent), or, with
+``full_last``, kept at ``W`` latents past the end of the audio (MeiGen-AI/InfiniteTalk
+``wan/multitalk.py`` renders its last clip in full over audio mirrored at its end and trims the
+video); the latents past the end are dropped.
 
 Motion latents are the diffusion-forcing context of Beyond Monologue (arXiv 2604.10367, Sec. 3.3:
 clean previous-chunk latents as context) and InfiniteTalk's ``motion_frame`` (MeiGen-AI/InfiniteTalk:
@@ -49,17 +52,18 @@ class Window:
         return self.first_latent + self.num_latents
 
 
-def plan_windows(total_latents: int, window_latents: int, motion_latents: int) -> list[Window]:
+def plan_windows(total_latents: int, window_latents: int, motion_latents: int, full_last: bool = False) -> list[Window]:
     """The windows covering latents ``0 .. total_latents - 1``.
 
     Args:
         total_latents: latent frames of the whole video (``n + 1`` for ``4n + 1`` frames).
         window_latents: latents per window (``W``); the first window is shortened when the video is shorter.
         motion_latents: latents each later window takes over from the previous one (``0 <= M < W``).
+        full_last: every window has ``W`` latents; the last may end past ``total_latents``.
 
     Returns:
         Windows in order; the first starts at latent 0, window ``k + 1`` starts ``M`` latents before
-        window ``k`` ends, the last ends at ``total_latents``.
+        window ``k`` ends, the last ends at ``total_latents`` (or past it with ``full_last``).
 
     Raises:
         BMInputError: sizes that cannot make progress (``M >= W``, no latents).
@@ -71,10 +75,13 @@ def plan_windows(total_latents: int, window_latents: int, motion_latents: int) -
     if not 0 <= motion_latents < window_latents:
         raise BMInputError("motion_latents", f"is {motion_latents} but a window holds only {window_latents} latents.",
                            f"use 0 to {window_latents - 1} motion latents, or longer windows.")
-    windows = [Window(0, 0, min(window_latents, total_latents), 0)]
+    def size(start: int) -> int:
+        return window_latents if full_last else min(window_latents, total_latents - start)
+
+    windows = [Window(0, 0, size(0), 0)]
     while windows[-1].end_latent < total_latents:
         start = windows[-1].end_latent - motion_latents
-        windows.append(Window(len(windows), start, min(window_latents, total_latents - start), motion_latents))
+        windows.append(Window(len(windows), start, size(start), motion_latents))
     return windows
 
 

@@ -59,7 +59,7 @@ def run(node, model, vae, image, duplex, **overrides):
     inputs = {"positive": conditioning(1), "negative": conditioning(2), "width": 32, "height": 32, "seed": 1,
               "steps": 2, "sampler_name": "euler", "scheduler": "simple", "shift": 5.0, "cfg_text": 2.0,
               "cfg_talk": 1.5, "cfg_listen": 1.0, "window_frames": 9, "motion_latents": 1, "guide_position": "auto",
-              "guide_offset": 1, **overrides}
+              "guide_offset": 1, "clip_vision_output": clip_vision_output(), **overrides}
     return node.execute(model=model, duplex_audio=duplex, vae=vae, reference=image, **inputs).result[0]
 
 
@@ -84,7 +84,7 @@ def test_wan21_i2v_three_windows_decode_to_the_audio_length(bm, node, pack_nodes
     model = wan21.clone()
     recorder = ConcatRecorder()
     model.set_model_unet_function_wrapper(recorder)
-    latent = run(node, model, wan21_vae, portrait, duplex_audio(bm, 25), clip_vision_output=clip_vision_output())
+    latent = run(node, model, wan21_vae, portrait, duplex_audio(bm, 25))
     samples = latent["samples"]
     assert samples.shape == (1, 16, 7, 4, 4)  # 25 frames = 7 latents: windows of 3 latents overlapping by 1
     assert len(recorder.concat) == 3 * 2  # 3 windows x 2 steps, the guidance evaluations batched in one call
@@ -151,6 +151,23 @@ def test_wrong_inputs_get_clear_errors(bm, node, wan21, wan21_vae, portrait):
         assert message in node.validate_inputs(**values)
 
 
+
+
+def test_i2v_without_clip_vision_is_refused_unless_given_in_the_conditioning_or_allowed(bm, node, wan21, wan21_vae, portrait):
+    duplex = duplex_audio(bm, 9)
+    with pytest.raises(ValueError, match=r"clip_vision_output: is not connected.*Fix: add Load CLIP Vision \(clip_vision_h"):
+        run(node, wan21, wan21_vae, portrait, duplex, clip_vision_output=None)
+    model, recorder = wan21.clone(), ConcatRecorder()
+    model.set_model_unet_function_wrapper(recorder)
+    carried = conditioning(1, {"clip_vision_output": clip_vision_output(5)})  # e.g. through WanImageToVideo
+    run(node, model, wan21_vae, portrait, duplex, clip_vision_output=None, positive=carried)
+    expected = clip_vision_output(5)["penultimate_hidden_states"]
+    assert recorder.clip and all(torch.equal(clip[0], expected[0]) and torch.equal(clip[-1], expected[0])
+                                 for clip in recorder.clip)  # every anchor (negative prompt too) gets it
+    model, recorder = wan21.clone(), ConcatRecorder()
+    model.set_model_unet_function_wrapper(recorder)
+    run(node, model, wan21_vae, portrait, duplex, clip_vision_output=None, allow_missing_clip_vision=True)
+    assert recorder.clip and all(clip is None for clip in recorder.clip)
 
 
 def test_wan22_5b_with_the_past_end_guide_decodes_with_vae_decode(bm, node, wan22_vae, portrait):
