@@ -2,6 +2,7 @@
 
 import math
 
+import infinitetalk_reference
 import pytest
 import torch
 
@@ -139,32 +140,6 @@ def test_prepare_duplex_call_takes_the_audio_span_from_options_when_given():
     assert shifted.video_first_latent == 1 and shifted.audio_first_latent == 2
 
 
-def _official_clip_tokens(sd, full_audio, start, clip_frames):
-    """Written from MeiGen-AI/InfiniteTalk ``wan/multitalk.py`` (per-clip audio) + ``multitalk_model.py`` (audio_proj).
-
-    A clip of ``clip_frames`` video frames starts at audio frame ``start``; every frame gets the 5-frame window
-    ``i-2 .. i+2`` clamped to the (possibly padded) audio; frame 0's window goes through proj1, each later group of 4
-    frames takes 3 + 1 + 1 + 3 of its frames' windows through proj1_vf.
-    """
-    center = (torch.arange(start, start + clip_frames)[:, None] + torch.arange(-2, 3)[None, :]).clamp(0, len(full_audio) - 1)
-    per_frame = full_audio[center]  # [clip_frames, 5, L, D]
-    first = per_frame[:1]
-    groups = per_frame[1:].unflatten(0, (-1, 4))  # [n_t, 4, 5, L, D]
-    rest = torch.cat([groups[:, 0, :3], groups[:, 1:-1, 2], groups[:, -1, 2:]], dim=1)  # [n_t, 8, L, D]
-
-    def lin(name, x):
-        return x @ sd[f"audio_proj.{name}.weight"].T + sd[f"audio_proj.{name}.bias"]
-
-    h = torch.relu(torch.cat([lin("proj1", first.flatten(1)), lin("proj1_vf", rest.flatten(1))]))
-    tokens = lin("proj3", torch.relu(lin("proj2", h))).view(h.shape[0], 4, 64)
-    return torch.nn.functional.layer_norm(tokens, (64,), sd["audio_proj.norm.weight"], sd["audio_proj.norm.bias"])
-
-
-def _official_last_clip_audio(full_audio, clip_end):
-    """``wan/multitalk.py``: the audio of the last clip is padded with its own end flipped (miss = end - len + 3)."""
-    miss = clip_end - len(full_audio) + 3
-    return torch.cat([full_audio, torch.flip(full_audio[-miss:], dims=[0])])
-
 
 def test_every_infinitetalk_window_restarts_like_an_official_clip():
     """Clip k starts at frame 4 (W - M) k: its latent 0 takes the 5-frame window through proj1 (not proj1_vf)."""
@@ -175,7 +150,7 @@ def test_every_infinitetalk_window_restarts_like_an_official_clip():
     clip_frames = 4 * (window - 1) + 1
     for first_latent in (0, 3):
         start = 4 * first_latent  # the official clip's frame 0 is the last frame of the window's first latent
-        expected = _official_clip_tokens(sd, feats, start, clip_frames)
+        expected = infinitetalk_reference.clip_tokens(sd, feats, start, clip_frames)
         torch.testing.assert_close(adapter.encode(audio, "talk", first_latent, window), expected, rtol=1e-5, atol=1e-6)
     # the null (zero-audio) tokens of a later clip also start with the zero proj1 window
     zero = DuplexAudio(torch.zeros_like(feats), feats, torch.ones(frames), torch.ones(frames), fps=25.0)
@@ -188,8 +163,8 @@ def test_last_infinitetalk_window_is_full_over_mirrored_audio():
     feats = torch.randn(frames, 3, 16, generator=torch.Generator().manual_seed(6))
     audio = DuplexAudio(feats, torch.zeros_like(feats), torch.ones(frames), torch.ones(frames), fps=25.0)
     start, clip_frames = 4 * first_latent, 4 * (window - 1) + 1
-    padded = _official_last_clip_audio(feats, start + clip_frames)
-    expected = _official_clip_tokens(sd, padded, start, clip_frames)
+    padded = infinitetalk_reference.last_clip_audio(feats, start + clip_frames)
+    expected = infinitetalk_reference.clip_tokens(sd, padded, start, clip_frames)
     got = adapter.encode(audio, "talk", first_latent, window, padding="mirror")
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="outside"):  # without mirroring the audio ends at latent 9

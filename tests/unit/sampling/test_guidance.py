@@ -1,5 +1,6 @@
 """Text/talk/listen guidance anchors: weights of the documented formula, merging, skipping zero weights."""
 
+import infinitetalk_reference
 import pytest
 import torch
 
@@ -93,38 +94,24 @@ def test_apg_paths_are_the_official_differences(text, talk):
     assert keys[0] == ("positive", "on")
 
 
-def _official_apg(diff, pred_cond, buffer_avg, momentum, threshold):
-    """wan/utils/multitalk_utils.py adaptive_projected_guidance (eta 0), returning the new running average too."""
-    avg = diff + momentum * buffer_avg
-    norm = avg.norm(p=2, dim=[-1, -2, -3, -4], keepdim=True)
-    clipped = avg * torch.minimum(torch.ones_like(avg), threshold / norm)
-    v1 = torch.nn.functional.normalize(pred_cond.double(), dim=[-1, -2, -3, -4])
-    parallel = (clipped.double() * v1).sum(dim=[-1, -2, -3, -4], keepdim=True) * v1
-    return (clipped.double() - parallel).float(), avg
-
-
 def test_apg_update_equals_the_official_projection_with_momentum_over_steps():
     from beyond_monologue.sampling.apg import APGSettings, MomentumBuffer, projected_update
 
     g = torch.Generator().manual_seed(4)
     settings = APGSettings()  # official defaults: momentum -0.75, threshold 55
-    buffer, avg = MomentumBuffer(settings.momentum), 0.0
+    buffer, official = MomentumBuffer(settings.momentum), infinitetalk_reference.APGReference(-0.75, 55.0)
     for step in range(3):
         diff = torch.randn(1, 4, 3, 5, 5, generator=g) * (10.0 if step == 1 else 1.0)  # step 1 exceeds the threshold
         cond = torch.randn(1, 4, 3, 5, 5, generator=g)
-        expected, avg = _official_apg(diff, cond, avg, -0.75, 55.0)
+        expected = official(diff, cond)
         torch.testing.assert_close(projected_update(diff, cond, settings, buffer), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_official_schedule_is_shifted_linspace_from_1000_to_1():
-    import numpy as np
-
     from beyond_monologue.sampling.schedule import infinitetalk_sigmas
 
     steps, shift = 40, 7.0
-    t = [torch.tensor([v]) for v in np.linspace(1000, 1, steps, dtype=np.float32)] + [torch.tensor([0.0])]
-    shifted = [shift * (v / 1000) / (1 + (shift - 1) * (v / 1000)) * 1000 for v in t]  # timestep_transform
-    expected = torch.cat(shifted) / 1000
+    expected = torch.tensor(infinitetalk_reference.timesteps(steps, shift)) / 1000
     got = infinitetalk_sigmas(steps, shift)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     assert got[0] == 1.0 and got[-1] == 0.0 and got[-2] > 0
