@@ -6,10 +6,13 @@ import logging
 
 import comfy.model_management
 import comfy.utils
+import torch
 from comfy_api.latest import InputImpl, Types, io
 
 from ..beyond_monologue.audio.audio_checks import check_audio, make_audio
 from ..beyond_monologue.errors import BMInputError
+from ..beyond_monologue.sampling.reference import fit_image
+from ..beyond_monologue.video.color_match import OFFICIAL_STRENGTH, match_colors
 from ..beyond_monologue.video.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
 from ..beyond_monologue.video.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
 from ..beyond_monologue.video.video_decode import TileSpec, check_video_latent, decode_video
@@ -48,6 +51,22 @@ def _gap_problem(gap) -> BMInputError | None:
     if gap is not None and not 0 <= gap <= 256:
         return BMInputError("gap", f"is {gap} pixels.", "use 0 to 256.")
     return None
+
+
+def _strength_problem(strength) -> BMInputError | None:
+    if strength is not None and not 0.0 <= strength <= 1.0:
+        return BMInputError("color_match_strength", f"is {strength}.", "use 0 (no correction) to 1 (official default).")
+    return None
+
+
+def _check_image(image, input_name: str) -> None:
+    """None, or an IMAGE ``[B, H, W, >=3]``; else a BMInputError naming ``input_name``."""
+    if image is None:
+        return
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] < 1 or image.shape[-1] < 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise BMInputError(input_name, f"is {shape}, not an IMAGE [batch, height, width, 3].",
+                           "connect the reference portrait (Load Image), or leave it unconnected.")
 
 
 def _raise_first(*problems: BMInputError | None) -> None:
@@ -118,7 +137,8 @@ class BMDecodeVideo(io.ComfyNode):
                 "Works with the Wan2.1 VAE (16-channel latents) and the Wan2.2 VAE (48-channel). Outputs the frames "
                 "and a VIDEO carrying the audio; with audio connected the video ends with it (the up to 3 frames "
                 "past its end that Wan's 4n+1 frame count adds are dropped), and the audio is trimmed or padded "
-                "with silence to exactly frames / fps."),
+                "with silence to exactly frames / fps. With color_reference connected every frame is colour-matched "
+                "to the portrait (InfiniteTalk's color correction)."),
             inputs=[
                 io.Latent.Input("latent", tooltip="The video latent from the sampler: [1, channels, latent frames, "
                                 "height/stride, width/stride]. 4n+1 frames come out of n+1 latent frames."),
@@ -138,6 +158,17 @@ class BMDecodeVideo(io.ComfyNode):
                                        "end with it (up to 3 frames of 4n+1 padding are dropped); it is trimmed or "
                                        "padded with silence at the end to the video's duration. Without it the "
                                        "VIDEO is silent and all frames are kept."),
+                io.Image.Input("color_reference", optional=True,
+                               tooltip="The reference portrait given to BM Sampler: every decoded frame gets its "
+                                       "colour statistics in Lab (mean and spread of L, a, b), as InfiniteTalk's "
+                                       "match_and_blend_colors does per clip. Difference kept by the pack: the "
+                                       "official code corrects each clip before encoding its last frames into the "
+                                       "next clip; BM Sampler carries latents, so only the output is corrected. "
+                                       "Not connected: no correction."),
+                io.Float.Input("color_match_strength", default=OFFICIAL_STRENGTH, min=0.0, max=1.0, step=0.05,
+                               optional=True,
+                               tooltip="Only with color_reference: 0 = no correction, 1 = fully matched (the "
+                                       "official default); in between blends the two."),
             ],
             outputs=[
                 io.Image.Output("frames", display_name="frames",
@@ -148,19 +179,26 @@ class BMDecodeVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, fps=None, tiled=None, tile_size=None, tile_overlap=None) -> bool | str:
+    def validate_inputs(cls, fps=None, tiled=None, tile_size=None, tile_overlap=None,
+                        color_match_strength=None) -> bool | str:
         """Widget values; linked values arrive as None and are checked when the node runs. The tile
         values only matter (and are only checked) when ``tiled`` is on."""
         tiles = _tile_problem(tile_size, tile_overlap) if tiled is not False else None
-        return _first_message(tiles, _fps_problem(fps))
+        return _first_message(tiles, _fps_problem(fps), _strength_problem(color_match_strength))
 
     @classmethod
-    def execute(cls, latent, vae, fps, tiled, tile_size, tile_overlap, audio=None) -> io.NodeOutput:
-        _raise_first(_tile_problem(tile_size, tile_overlap) if tiled else None, _fps_problem(fps))
+    def execute(cls, latent, vae, fps, tiled, tile_size, tile_overlap, audio=None, color_reference=None,
+                color_match_strength=OFFICIAL_STRENGTH) -> io.NodeOutput:
+        _raise_first(_tile_problem(tile_size, tile_overlap) if tiled else None, _fps_problem(fps),
+                     _strength_problem(color_match_strength))
         samples = check_video_latent(latent, vae)
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
+        _check_image(color_reference, "color_reference")  # before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None
         frames = decode_video(vae, samples, tile, on_window=_progress(samples.shape[2]))
+        if color_reference is not None and color_match_strength > 0:
+            fitted = fit_image(color_reference, frames.shape[2], frames.shape[1])  # the sampler's scale and crop
+            frames = match_colors(frames, fitted, color_match_strength, on_chunk=_progress(frames.shape[0]))
         return io.NodeOutput(*video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
 
 

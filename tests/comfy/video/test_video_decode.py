@@ -110,6 +110,22 @@ def test_node_drops_the_4n_plus_1_frames_past_the_audio(decode_node, wan21_vae):
     assert video.get_components().audio["waveform"].shape[-1] == 19 * 16000 // 25
 
 
+def test_color_reference_matches_every_frame_to_the_fitted_portrait(pack, decode_node, wan21_vae):
+    lat = latent(frames=2)
+    plain, _ = run_decode(decode_node, lat, wan21_vae)
+    portrait = torch.rand(1, 64, 48, 3, generator=torch.Generator().manual_seed(4))
+    frames, video = decode_node.execute(latent=lat, vae=wan21_vae, fps=25.0, tiled=False, tile_size=256, tile_overlap=64,
+                                        color_reference=portrait, color_match_strength=0.5).args
+    fitted = pack.beyond_monologue.sampling.reference.fit_image(portrait, plain.shape[2], plain.shape[1])
+    expected = pack.beyond_monologue.video.color_match.match_colors(plain, fitted, 0.5)
+    torch.testing.assert_close(frames, expected)
+    assert not torch.allclose(frames, plain) and torch.equal(video.get_components().images, frames)
+    with pytest.raises(ValueError, match=r"color_reference: is \(64, 48, 3\), not an IMAGE"):
+        decode_node.execute(latent=lat, vae=wan21_vae, fps=25.0, tiled=False, tile_size=256, tile_overlap=64,
+                            color_reference=portrait[0])
+    assert "color_match_strength: is 2.0" in decode_node.validate_inputs(color_match_strength=2.0)
+
+
 def test_node_without_audio_gives_a_silent_video(decode_node, wan21_vae):
     _, video = run_decode(decode_node, latent(frames=2), wan21_vae, fps=16.0)
     assert video.get_components().audio is None and video.get_components().frame_rate == 16
