@@ -5,5 +5,6 @@ text/talking/listening guidance in a ComfyUI guider and runs ComfyUI's own sampl
 
 Modules: ``windows`` (``plan_windows``), ``reference`` (``encode_reference``), ``guidance``
 (``GuidanceScales``, the anchors a step needs), ``duplex_call`` (the per-call model input),
-``duplex_guider`` (``DuplexGuider``), ``long_video`` (``sample_long_video``).
+``duplex_guider`` (``DuplexGuider``), ``apg`` (adaptive projected guidance), ``schedule`` (the official
+InfiniteTalk sigmas), ``long_video`` (``sample_long_video``).
 """
