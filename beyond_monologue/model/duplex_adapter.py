@@ -172,13 +172,13 @@ class DuplexAdapter(nn.Module):
     @torch.no_grad()
     def encode(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
                device: torch.device | None = None, dtype: torch.dtype | None = None,
-               padding: str = "clamp") -> torch.Tensor:
+               padding: str = "clamp", encoder_stream: str | None = None) -> torch.Tensor:
         """Audio tokens for sampling (no autograd graph): :meth:`audio_tokens` under ``torch.no_grad``."""
-        return self.audio_tokens(duplex, stream, first_latent, num_latents, device, dtype, padding)
+        return self.audio_tokens(duplex, stream, first_latent, num_latents, device, dtype, padding, encoder_stream)
 
     def audio_tokens(self, duplex: DuplexAudio, stream: str, first_latent: int, num_latents: int,
                      device: torch.device | None = None, dtype: torch.dtype | None = None,
-                     padding: str = "clamp") -> torch.Tensor:
+                     padding: str = "clamp", encoder_stream: str | None = None) -> torch.Tensor:
         """Audio tokens of latents ``first_latent .. first_latent + num_latents - 1`` of one stream.
 
         Q-Former encoders run from ``receptive_field`` windows earlier so the result equals
@@ -190,6 +190,8 @@ class DuplexAdapter(nn.Module):
         Args:
             padding: ``"clamp"`` or ``"mirror"`` (audio mirrored at its end, for a last window
                 that reaches past the audio; :func:`beyond_monologue.timebase.audio_window_frame_indices`).
+            encoder_stream: the branch whose encoder runs (default ``stream``); two people in one
+                frame encode both streams with the InfiniteTalk ``talk`` encoder.
 
         Returns:
             ``[num_latents, N, context_dim]`` on ``device`` in ``dtype`` (default: the adapter's).
@@ -198,7 +200,7 @@ class DuplexAdapter(nn.Module):
             BMInputError: the stream is not part of this adapter, or the audio has another
                 encoder size / window context than the adapter expects.
         """
-        encoder = self._encoder(stream)
+        encoder = self._encoder(encoder_stream or stream)
         if duplex.context_frames != self.config.encoder.context_frames:
             raise BMInputError("audio", f"was windowed with {duplex.context_frames} context frames; the adapter "
                                f"expects {self.config.encoder.context_frames}.", "re-encode with BM Dual Stream Encode.")

@@ -18,9 +18,8 @@ tensors; ComfyUI's ``MultiTalkModelPatch`` loads the same keys from ``models/mod
 
 The unconditional input of the original code is all-zero audio; :meth:`InfiniteTalkAudioProj.null`
 returns the projection of zero windows. Multi-speaker L-RoPE (the ``multi`` checkpoints) uses the
-same keys; binding two speakers needs per-token label positions on q and k
-(:class:`~beyond_monologue.model.duplex_adapter.AudioCrossAttention` takes the tokens of both speakers
-concatenated per window) and is not implemented yet.
+same keys; two people in one frame (speaker binding and region routing) are in
+:mod:`beyond_monologue.model.speaker_binding`, driven per call by ``DuplexCall.speakers``.
 """
 
 from __future__ import annotations

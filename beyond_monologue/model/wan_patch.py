@@ -40,6 +40,7 @@ import comfy.model_management
 import comfy.patcher_extension
 import torch
 import torch.utils.checkpoint
+from comfy.ldm.flux.math import apply_rope1
 
 from ..audio.duplex_audio import DuplexAudio
 from ..errors import BMInputError
@@ -47,6 +48,7 @@ from ..sampling.duplex_call import CALL_KEY, DuplexCall, prepare_duplex_call
 from .adapter_checkpoint import check_compatible
 from .mhgk import MHGKKernel, kernel_times
 from .mhgk_attention import table_structure
+from .speaker_binding import binding_residual, query_positions, reference_attention_map, token_masks
 from .time_rope import RopeTables
 
 ADAPTER_KEY = "bm_duplex_adapter"
@@ -213,6 +215,7 @@ class _Branch:
     structure: str  # table_structure(table), computed on the CPU once per model call
     scale: float
     rope: RopeTables | None = None  # time-RoPE of the call (adapter format 2), None = off
+    binding: bool = False  # two people in one frame: tokens are [rows, Tk * 2N, C], L-RoPE speaker binding
 
 
 @dataclass
@@ -223,6 +226,9 @@ class _ForwardState:
     branches: list[_Branch]
     context_img_len: int | None = None
     guide_freqs: torch.Tensor | None = None  # RoPE of the guide frame's tokens, replacing the last frame's
+    frames: int = 0  # latent frames of the video tokens
+    speaker_masks: torch.Tensor | None = None  # [3, tokens per frame]: speaker 1, speaker 2, background
+    speaker_positions: torch.Tensor | None = None  # [B, video tokens] L-RoPE positions of the current block
 
 
 class _DuplexHook:
@@ -254,7 +260,9 @@ class _DuplexHook:
         video = x.narrow(1, state.token_start, state.video_tokens)  # a view: updated in place
         # every branch reads the same tokens (parallel, IP-Adapter style): all residuals first, then the sums
         rows = [slice(None) if branch.rows is None else branch.rows for branch in state.branches]
-        residuals = [adapter.residual(block_index, branch.stream, video[r], branch.tokens, branch.table,
+        residuals = [self._binding_residual(adapter, block_index, branch, video[r], state.speaker_positions[r], state.frames)
+                     if branch.binding else
+                     adapter.residual(block_index, branch.stream, video[r], branch.tokens, branch.table,
                                       state.backend, branch.structure, branch.rope)
                      for branch, r in zip(state.branches, rows, strict=True)]
         if torch.is_grad_enabled() and any(residual.requires_grad for residual in residuals):
@@ -274,6 +282,12 @@ class _DuplexHook:
                 video[r] += residual * branch.scale
         return x
 
+    @staticmethod
+    def _binding_residual(adapter, block_index: int, branch: _Branch, video: torch.Tensor, positions: torch.Tensor,
+                          frames: int) -> torch.Tensor:
+        tokens = branch.tokens.unflatten(1, (frames, -1))  # [rows, Tq, 2N, C]: one audio window per latent frame
+        return binding_residual(adapter.blocks[block_index][branch.stream], video, tokens, positions)
+
     def forward_state(self, call: DuplexCall, grid: tuple[int, int, int], token_start: int, batch: int,
                       options: dict, device: torch.device, dtype: torch.dtype) -> _ForwardState:
         """Per model call: which rows get which tokens, and the MHGK tables (computed once for all blocks)."""
@@ -283,23 +297,40 @@ class _DuplexHook:
         row_cond = [chunks[min(r // per_chunk, len(chunks) - 1)] for r in range(batch)]
         branches = []
         rope_config = self.adapter_patcher.model.config.rope
+        speakers = call.speakers
         for stream in self.adapter_patcher.model.streams:
             scale = self.settings.scales.get(stream, 1.0) * call.scales.get(stream, 1.0)
             if stream not in call.tokens or scale == 0:
                 continue
             rows = [r for r in range(batch) if call.mode(row_cond[r], stream) != "off"]
-            if not rows:
-                continue
-            picked = [call.tokens[stream] if call.mode(row_cond[r], stream) == "on" else call.null_tokens[stream] for r in rows]
-            q_times, k_times = kernel_times(frames, picked[0].shape[0], call.fps, call.video_first_latent, call.audio_first_latent)
+            bound = []
+            if speakers is not None and speakers.stream == stream:
+                # two people in one frame: rows that hear the audio take the two-speaker attention;
+                # null rows the plain one over one speaker's zero audio (as the official uncond pass)
+                bound = [r for r in rows if call.mode(row_cond[r], stream) == "on"]
+                rows = [r for r in rows if r not in bound]
+            q_times, k_times = kernel_times(frames, call.tokens[stream].shape[0], call.fps, call.video_first_latent,
+                                            call.audio_first_latent)
             kernel = call.kernels.get(stream) or self.settings.kernels[stream]
             table = kernel.bias_table(q_times, k_times)
             rope = None if rope_config is None else rope_config.tables(q_times, k_times, device)
+            if bound:
+                tokens = speakers.tokens.flatten(0, 1).expand(len(bound), -1, -1)
+                branches.append(_Branch(stream, None if len(bound) == batch else torch.tensor(bound, device=device),
+                                        tokens.to(device=device, dtype=dtype), table.to(device), "dense", scale,
+                                        binding=True))
+            if not rows:
+                continue
+            picked = [call.tokens[stream] if call.mode(row_cond[r], stream) == "on" else call.null_tokens[stream] for r in rows]
             branches.append(_Branch(
                 stream, None if len(rows) == batch else torch.tensor(rows, device=device),
                 torch.stack(picked).flatten(1, 2).to(device=device, dtype=dtype),
                 table.to(device), table_structure(table), scale, rope))
-        return _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches)
+        state = _ForwardState(token_start, frames * tokens_per_frame, call.backend or self.settings.backend, branches,
+                              frames=frames)
+        if speakers is not None and any(branch.binding for branch in branches):
+            state.speaker_masks = token_masks(speakers.masks, (grid[1], grid[2])).to(device)
+        return state
 
 
 class _BlockPatch:
@@ -332,9 +363,32 @@ class _BlockPatch:
         freqs = args["pe"]
         if state.guide_freqs is not None:
             freqs = torch.cat([freqs[:, :-state.guide_freqs.shape[1]], state.guide_freqs.to(freqs)], dim=1)
+        if state.speaker_masks is not None:
+            state.speaker_positions = self._speaker_positions(args["img"], args["vec"], freqs, state)
         if not self.hook.in_block_forward:
             return extra["original_block"]({**args, "pe": freqs})
         return {"img": self._forward_0_3_75(args["img"], args["vec"], freqs, args["txt"], state.context_img_len, options)}
+
+    def _speaker_positions(self, x, e, freqs, state: _ForwardState) -> torch.Tensor:
+        """L-RoPE positions of the video tokens from this block's own self-attention (``x_ref_attn_map``).
+
+        Recomputes the block's self-attention queries and keys exactly as ComfyUI's
+        ``WanSelfAttention`` does (modulated ``norm1``, ``q``/``k``, ``norm_q``/``norm_k``, 3D RoPE);
+        the official code takes them from inside its self-attention.
+        """
+        block, repeat_e = self.block, wan.repeat_e
+        modulation = comfy.model_management.cast_to(block.modulation, dtype=x.dtype, device=x.device)
+        e = (modulation + e).chunk(6, dim=1) if e.ndim < 4 else (modulation.unsqueeze(0) + e).unbind(2)
+        attn_in = torch.addcmul(repeat_e(e[0], x), block.norm1(x), 1 + repeat_e(e[1], x))
+        attn = block.self_attn
+        b, s = attn_in.shape[:2]
+        q = apply_rope1(attn.norm_q(attn.q(attn_in)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+        k = apply_rope1(attn.norm_k(attn.k(attn_in)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+        video = slice(state.token_start, state.token_start + state.video_tokens)
+        frame_tokens = state.video_tokens // state.frames
+        with torch.no_grad():
+            attn_map = reference_attention_map(q[:, video], k[:, video], frame_tokens, state.speaker_masks)
+        return query_positions(attn_map)
 
     def _forward_0_3_75(self, x, e, freqs, context, context_img_len, transformer_options):
         """ComfyUI 0.3.75's ``WanAttentionBlock.forward`` with the adapter hook after the text cross-attention."""
@@ -376,6 +430,9 @@ class _DiffusionModelWrapper:
         if call.known is not None:
             x = _hold_known(x, call.known)
         guide = call.guide
+        if guide is not None and state.speaker_masks is not None:
+            raise BMInputError("guide", "cannot be combined with two speakers in one frame.",
+                               "use guide_position first_frame (Wan2.1-I2V) for two people in one frame.")
         if guide is not None:
             x, timestep = _append_guide(x, timestep, guide, time_dim_concat, token_start)
             index = grid[0] if guide.rope_index is None else guide.rope_index

@@ -57,6 +57,26 @@ class GuideLatent:
 
 
 @dataclass(frozen=True)
+class SpeakerBinding:
+    """Two people in one frame (the public InfiniteTalk multi patch): L-RoPE binding and region routing.
+
+    Rows whose ``stream`` mode is ``"on"`` take the two-speaker attention of
+    :mod:`beyond_monologue.model.speaker_binding` over ``tokens``; ``"null"`` rows take the plain
+    single-speaker attention over the stream's null tokens (the official unconditional pass gives
+    zero audio of one speaker).
+
+    Attributes:
+        masks: ``[2, H, W]`` regions of speaker 1 and speaker 2 in the frame (any size; > 0 inside).
+        tokens: ``[T_audio, 2 N, context_dim]``: per latent, speaker 1's ``N`` tokens then speaker 2's.
+        stream: the adapter branch carrying both speakers (``"talk"`` for InfiniteTalk).
+    """
+
+    masks: torch.Tensor
+    tokens: torch.Tensor
+    stream: str = "talk"
+
+
+@dataclass(frozen=True)
 class DuplexCall:
     """Everything the patched model needs for one sampling window (see module docstring).
 
@@ -76,6 +96,7 @@ class DuplexCall:
             every model call: the reference latent of the first window, the motion latents of later
             ones (MeiGen-AI/InfiniteTalk ``wan/multitalk.py`` puts them back, clean, before each step),
             whatever the model family's inpaint convention would feed; None = nothing held.
+        speakers: two people in one frame (:class:`SpeakerBinding`), or None.
     """
 
     tokens: Mapping[str, torch.Tensor]
@@ -89,6 +110,7 @@ class DuplexCall:
     backend: str | None = None
     guide: GuideLatent | None = None
     known: torch.Tensor | None = None
+    speakers: SpeakerBinding | None = None
 
     def __post_init__(self):
         for index, modes in self.branches.items():
@@ -106,7 +128,8 @@ class DuplexCall:
 
 def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_latent: int, num_latents: int,
                         device: torch.device | None = None, dtype: torch.dtype | None = None,
-                        with_grad: bool = False, padding: str = "clamp", **options) -> DuplexCall:
+                        with_grad: bool = False, padding: str = "clamp",
+                        speaker_masks: torch.Tensor | None = None, **options) -> DuplexCall:
     """Encode one window's audio once (every stream of the adapter) and wrap it in a :class:`DuplexCall`.
 
     Args:
@@ -119,8 +142,11 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
             get gradients); sampling leaves it False.
         padding: audio past the stream's end, ``"clamp"`` or ``"mirror"`` (a full last window,
             :meth:`DuplexAdapter.audio_tokens`).
+        speaker_masks: ``[2, H, W]`` regions of two people in one frame: speaker 1 speaks the
+            ``talk`` stream, speaker 2 the ``listen`` stream, both through the ``talk`` encoder
+            (:class:`SpeakerBinding`); None = one avatar.
         options: further :class:`DuplexCall` fields (``branches``, ``kernels``, ``scales``,
-            ``backend``, ``guide``).
+            ``backend``, ``guide``, ``known``).
 
     Raises:
         BMInputError: audio of another encoder size / context than the adapter's.
@@ -131,5 +157,8 @@ def prepare_duplex_call(adapter: DuplexAdapter, duplex: DuplexAudio, first_laten
     for stream in adapter.streams:
         tokens[stream] = encode(duplex, stream, first_latent, num_latents, device, dtype, padding)
         null[stream] = nulls(stream, first_latent, num_latents, device, dtype)
+    if speaker_masks is not None:
+        both = [encode(duplex, stream, first_latent, num_latents, device, dtype, padding, "talk") for stream in STREAMS]
+        options["speakers"] = SpeakerBinding(speaker_masks, torch.cat(both, dim=1), "talk")
     options.setdefault("audio_first_latent", first_latent)
     return DuplexCall(tokens=tokens, null_tokens=null, fps=duplex.fps, video_first_latent=first_latent, **options)
