@@ -25,6 +25,7 @@ from ..beyond_monologue.sampling.reference import (
     resolve_guide_position,
 )
 from ..beyond_monologue.sampling.schedule import SCHEDULER_NAME
+from ..beyond_monologue.sampling.speakers import SPEAKER_REGIONS, speaker_masks
 from ..beyond_monologue.timebase import is_valid_frame_count, latent_count
 from .types import DuplexAudioType
 
@@ -146,6 +147,19 @@ class BMSampler(io.ComfyNode):
                                        "left (the pack's earlier behaviour). auto: full_mirrored with the "
                                        "InfiniteTalk adapter, shortened with a Beyond Monologue adapter (the "
                                        "pack's choice: its training recipe is not public)."),
+                io.Combo.Input("speaker_regions", options=list(SPEAKER_REGIONS), default="off", optional=True,
+                               tooltip="Two people in one frame (the InfiniteTalk multi patch, "
+                                       "wan2.1_infiniteTalk_multi): speaker 1 speaks the talk stream, speaker 2 the "
+                                       "listen stream, each bound to its region (official L-RoPE binding and "
+                                       "routing). masks: speaker_1_mask and speaker_2_mask drawn on the reference; "
+                                       "left_right: the official default boxes of the left and right halves. "
+                                       "off: one avatar."),
+                io.Mask.Input("speaker_1_mask", optional=True,
+                              tooltip="speaker_regions masks: the region of speaker 1 (talk stream) on the reference "
+                                      "image, same size as the image."),
+                io.Mask.Input("speaker_2_mask", optional=True,
+                              tooltip="speaker_regions masks: the region of speaker 2 (listen stream); must not "
+                                      "overlap speaker 1's."),
                 io.Boolean.Input("allow_missing_clip_vision", default=False, optional=True,
                                  tooltip="Run a Wan2.1-I2V model without CLIP vision features of the reference "
                                          "(off: such a run is refused, since the official generator always "
@@ -179,8 +193,8 @@ class BMSampler(io.ComfyNode):
                 scheduler, shift, cfg_text, cfg_talk, cfg_listen, window_frames, motion_latents, guide_position,
                 guide_offset, clip_vision_output=None, talk_sigma="", talk_alpha="", listen_sigma="",
                 listen_alpha="", guidance_method="cfg", apg_momentum=OFFICIAL_MOMENTUM,
-                apg_norm_threshold=OFFICIAL_NORM_THRESHOLD, last_window="auto",
-                allow_missing_clip_vision=False) -> io.NodeOutput:
+                apg_norm_threshold=OFFICIAL_NORM_THRESHOLD, last_window="auto", speaker_regions="off",
+                speaker_1_mask=None, speaker_2_mask=None, allow_missing_clip_vision=False) -> io.NodeOutput:
         problem = _setting_problem(width, height, window_frames, motion_latents)
         if problem:
             raise problem
@@ -203,8 +217,13 @@ class BMSampler(io.ComfyNode):
         if shift > 0:
             model = ModelSamplingSD3().patch(model, shift)[0]
         ref = encode_reference(vae, reference, width, height, position, info, window_latents, clip_vision_output)
+        masks = speaker_masks(speaker_regions, width, height, reference, speaker_1_mask, speaker_2_mask)
+        if masks is not None and adapter_patcher.model.config.layout != LAYOUT_INFINITETALK:
+            raise BMInputError("speaker_regions", f"is {speaker_regions}, but two people in one frame need the "
+                               "InfiniteTalk multi patch.", "load wan2.1_infiniteTalk_multi with BM Apply Duplex "
+                               "Adapter, or set speaker_regions to off.")
         settings = SamplingSettings(steps, sampler_name, scheduler, seed, GuidanceScales(cfg_text, cfg_talk, cfg_listen),
-                                    window_latents, motion_latents, guide_offset, kernels, apg, full_last)
+                                    window_latents, motion_latents, guide_offset, kernels, apg, full_last, masks)
         samples = sample_long_video(model, positive, negative, duplex_audio, ref, settings, _step_callback(model))
         return io.NodeOutput({"samples": samples})
 

@@ -73,6 +73,8 @@ class SamplingSettings:
         apg: adaptive projected guidance instead of linear CFG (None = CFG).
         full_last: the last window keeps ``window_latents`` over mirrored audio (official) instead
             of being shortened to the audio.
+        speaker_masks: ``[2, H, W]`` regions of two people in one frame (InfiniteTalk multi patch;
+            speaker 1 = talk stream, speaker 2 = listen stream), or None for one avatar.
     """
 
     steps: int
@@ -86,6 +88,7 @@ class SamplingSettings:
     kernels: dict[str, MHGKKernel] = field(default_factory=dict)
     apg: APGSettings | None = None
     full_last: bool = False
+    speaker_masks: torch.Tensor | None = None
 
 
 def window_sigmas(model, settings: SamplingSettings) -> torch.Tensor:
@@ -139,7 +142,8 @@ def sample_long_video(model, positive: list, negative: list, duplex: DuplexAudio
         guide = None if guide_latent is None else GuideLatent(guide_latent, window.num_latents - 1 + settings.guide_offset)
         latent, mask, known = _window_latent(model, window, previous, reference)
         call = prepare_window(model, duplex, window.first_latent, window.num_latents, branches=branches,
-                              kernels=settings.kernels, guide=guide, known=known, padding=padding)
+                              kernels=settings.kernels, guide=guide, known=known, padding=padding,
+                              speaker_masks=settings.speaker_masks)
         windowed = model.clone()
         windowed.model_options["transformer_options"][CALL_KEY] = call
         guider = DuplexGuider(windowed, anchors, paths, settings.apg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -168,6 +170,52 @@ def test_i2v_without_clip_vision_is_refused_unless_given_in_the_conditioning_or_
     model.set_model_unet_function_wrapper(recorder)
     run(node, model, wan21_vae, portrait, duplex, clip_vision_output=None, allow_missing_clip_vision=True)
     assert recorder.clip and all(clip is None for clip in recorder.clip)
+
+
+class CallRecorder:
+    """``model_function_wrapper`` keeping the ``bm_duplex`` call of every model call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, apply_model, args):
+        self.calls.append(args["c"]["transformer_options"]["bm_duplex"])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+
+def test_two_speakers_in_one_frame_get_their_regions_and_bad_masks_are_refused(bm, node, wan21, wan21_vae, wan22_vae,
+                                                                                portrait):
+    duplex = duplex_audio(bm, 9)
+    model, recorder = wan21.clone(), CallRecorder()
+    model.set_model_unet_function_wrapper(recorder)
+    run(node, model, wan21_vae, portrait, duplex, speaker_regions="left_right")
+    masks = recorder.calls[0].speakers.masks
+    # the official default boxes: rows 5%..95% of the height, 5%..95% of each half's width
+    expected = torch.zeros(2, 32, 32)
+    expected[0, 1:30, 0:15], expected[1, 1:30, 16:31] = 1, 1
+    assert torch.equal(masks, expected)
+    assert recorder.calls[0].speakers.tokens.shape[1] == 2 * recorder.calls[0].tokens["talk"].shape[1]  # both speakers
+
+    left = torch.zeros(1, *portrait.shape[1:3])
+    left[:, :, : portrait.shape[2] // 2] = 1
+    right = 1 - left
+    model, recorder = wan21.clone(), CallRecorder()
+    model.set_model_unet_function_wrapper(recorder)
+    run(node, model, wan21_vae, portrait, duplex, speaker_regions="masks", speaker_1_mask=left, speaker_2_mask=right)
+    masks = recorder.calls[0].speakers.masks
+    assert masks.shape == (2, 32, 32) and torch.equal(masks[0] + masks[1], torch.ones(32, 32))
+    for overrides, message in [
+            ({"speaker_1_mask": left}, "speaker_2_mask: is not connected but speaker_regions is masks"),
+            ({"speaker_1_mask": left[:, :10], "speaker_2_mask": right}, "speaker_1_mask: is (10, "),
+            ({"speaker_1_mask": left, "speaker_2_mask": left}, "speaker_2_mask: overlaps speaker_1_mask"),
+            ({"speaker_1_mask": left * 0, "speaker_2_mask": right}, "speaker_1_mask: covers nothing")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run(node, wan21, wan21_vae, portrait, duplex, speaker_regions="masks", **overrides)
+    with pytest.raises(ValueError, match="speaker_regions: is left_right, but two people in one frame need the InfiniteTalk"):
+        run(node, patched_model(bm, "wan22_5b"), wan22_vae, portrait, duplex, speaker_regions="left_right")
 
 
 def test_wan22_5b_with_the_past_end_guide_decodes_with_vae_decode(bm, node, wan22_vae, portrait):
