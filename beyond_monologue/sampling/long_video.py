@@ -24,9 +24,9 @@ For each window of :func:`beyond_monologue.sampling.windows.plan_windows` (all o
 
 The pack deliberately keeps one difference to the official generator: motion latents are carried
 as latents (4 frames each on the long clock) instead of decoding the last 9 frames and encoding
-them again (no VAE round trip, no colour drift through it, less memory). Window ``k`` of ``W = 21``
-latents with ``M = 3`` starts at frame ``72 k``, the official clip start, so its audio windows are
-the official ones.
+them again (no VAE round trip, no colour drift through it, less memory). With ``W = 21`` latents and
+``M = 3`` the audio of window ``k`` starts at frame ``72 k`` (the last frame of its first latent), the
+official clip start, so its audio windows are the official ones.
 
 The result is ComfyUI's own video LATENT layout (``[1, C, N, h, w]``, N = latents of the audio),
 decodable by the native VAE Decode and by BM Decode Video as one continuous clip.
