@@ -22,7 +22,7 @@ FACENET_PACKAGE = "facenet-pytorch==2.6.0"
 EMBED_SIZE = 160
 
 
-def _facenet():
+def import_facenet():
     return import_optional("facenet_pytorch", FACENET_PACKAGE, "face detection and face embeddings (evaluation)")
 
 
@@ -32,7 +32,7 @@ def face_embedder_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.
     Raises:
         ValueError: missing, unexpected or wrongly shaped keys (the classifier ``logits.*`` must be dropped).
     """
-    model = _facenet().InceptionResnetV1(pretrained=None, classify=False)
+    model = import_facenet().InceptionResnetV1(pretrained=None, classify=False)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -48,7 +48,7 @@ def smoke_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random InceptionResnetV1 weights in the exact public layout, with the 8631-class ``logits`` layer
     of the VGGFace2 file (so the converter's dropping of it is exercised): for tests only."""
     torch.manual_seed(seed)
-    model = _facenet().InceptionResnetV1(pretrained=None, classify=False)
+    model = import_facenet().InceptionResnetV1(pretrained=None, classify=False)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     generator = torch.Generator().manual_seed(seed)
     for key, value in state.items():
@@ -65,7 +65,7 @@ def face_patches(frames: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
     """``[T, H, W, 3]`` RGB 0..1 frames and ``[T, 4]`` boxes -> ``[T, 3, 160, 160]`` standardised face
     crops, cut and resized by facenet-pytorch's ``extract_face`` (margin 0, its default) and scaled
     by its ``fixed_image_standardization``, as its MTCNN hands faces to InceptionResnetV1."""
-    facenet = _facenet()
+    facenet = import_facenet()
     from facenet_pytorch.models.utils.detect_face import extract_face
     from PIL import Image
 
