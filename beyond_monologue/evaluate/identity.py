@@ -46,16 +46,20 @@ def face_embedder_from_state_dict(state_dict: dict[str, torch.Tensor]) -> torch.
 
 def smoke_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random InceptionResnetV1 weights in the exact public layout, with the 8631-class ``logits`` layer
-    of the VGGFace2 file (so the converter's dropping of it is exercised): for tests only."""
+    of the VGGFace2 file (so the converter's dropping of it is exercised): for tests only. BatchNorm
+    running statistics are measured on smooth random images so that embeddings depend on the face."""
     torch.manual_seed(seed)
     model = import_facenet().InceptionResnetV1(pretrained=None, classify=False)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
     generator = torch.Generator().manual_seed(seed)
-    for key, value in state.items():
-        if key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        elif key.endswith("running_mean"):
-            state[key] = 0.1 * torch.randn(value.shape, generator=generator)
+    images = torch.nn.functional.interpolate(torch.randn(4, 3, 10, 10, generator=generator), size=96,
+                                             mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = None
+        model.train()
+        model(images)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     state["logits.weight"] = 0.01 * torch.randn(8631, 512, generator=generator)
     state["logits.bias"] = torch.zeros(8631)
     return state
