@@ -9,8 +9,12 @@ import torch
 from PIL import Image
 
 from beyond_monologue.evaluate.face_track import track_face
-from beyond_monologue.evaluate.identity import (face_embedder_from_state_dict, face_patches, identity_similarity,
-                                                smoke_state_dict)
+from beyond_monologue.evaluate.identity import (
+    face_embedder_from_state_dict,
+    face_patches,
+    identity_similarity,
+    smoke_state_dict,
+)
 from beyond_monologue.evaluate.listening import listening_metrics, spans
 
 
