@@ -14,8 +14,15 @@ from comfy_api.latest import io, ui
 
 from ..beyond_monologue.audio.audio_checks import check_audio
 from ..beyond_monologue.evaluate.avatar_metrics import MetricModels, Stream, evaluate_avatar
-from ..beyond_monologue.evaluate.metric_weights import (FACENET_FILE, FOLDER, SYNCNET_FILE, MetricWeightsUnavailable,
-                                                        load_face_embedder, load_syncnet, missing)
+from ..beyond_monologue.evaluate.metric_weights import (
+    FACENET_FILE,
+    FOLDER,
+    SYNCNET_FILE,
+    MetricWeightsUnavailable,
+    load_face_embedder,
+    load_syncnet,
+    missing,
+)
 from ..beyond_monologue.evaluate.plot import metrics_plot
 from .progress import progress_reporter
 from .types import DuplexAudioType
