@@ -137,7 +137,8 @@ class BMEvaluateAvatar(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, fps=25.0, every_nth=10, **_) -> bool | str:
-        if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        # a linked input arrives as None here (its value exists only at run time; execute checks it)
+        if fps is not None and (not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0):
             return f"fps: must be a positive frame rate, not {fps}. Fix: set fps to the video's frame rate (e.g. 25)."
         if every_nth is not None and every_nth < 1:
             return f"every_nth: must be at least 1, not {every_nth}. Fix: set every_nth to 1 or more."

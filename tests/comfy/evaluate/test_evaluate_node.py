@@ -76,6 +76,9 @@ def test_missing_weights_are_reported_with_the_folder_and_source(pack_nodes, cli
 def test_bad_values_are_refused(pack, pack_nodes, clip, metric_folder):
     node, errors = pack_nodes["BMEvaluateAvatar"], pack.beyond_monologue.errors
     assert node.validate_inputs(fps=0.0).startswith("fps: must be a positive frame rate")
+    assert node.validate_inputs(fps=None) is True  # linked from Get Video Components: checked at run time
+    with pytest.raises(errors.BMInputError, match=r"^fps: must be a positive"):
+        node.execute(**{**clip, "fps": 0.0})
     with pytest.raises(errors.BMInputError, match=r"^frames: has 1 frame"):
         node.execute(**{**clip, "frames": clip["frames"][:1]})
     with pytest.raises(errors.BMInputError, match=r"^talk_audio: lasts 2\.00 s"):
