@@ -87,3 +87,17 @@ def test_bad_values_are_refused(pack, pack_nodes, clip, metric_folder):
     blank[4:] = 0.5  # 26 frames: one more than the gap the public tracker bridges
     with pytest.raises(errors.BMInputError, match=r"no face found in 26 of 30 frames: 4-29"):
         node.execute(**{**clip, "frames": blank})
+
+
+def test_duplex_audio_activity_is_read_at_each_video_frames_time(pack):
+    import importlib
+
+    evaluate_nodes = importlib.import_module(f"{pack.__name__}.nodes.evaluate")
+    DuplexAudio = pack.beyond_monologue.audio.duplex_audio.DuplexAudio
+    talk = torch.zeros(25)
+    talk[:10] = 1
+    listen = 1 - talk
+    duplex = DuplexAudio(torch.zeros(25, 1, 4), torch.zeros(25, 1, 4), talk, listen, fps=25.0)
+    talk_act, listen_act = evaluate_nodes._duplex_activity(duplex, 50, 50.0)  # same second at twice the rate
+    assert talk_act.tolist() == [1.0] * 20 + [0.0] * 30
+    assert listen_act.tolist() == [0.0] * 20 + [1.0] * 30
