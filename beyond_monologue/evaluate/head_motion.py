@@ -25,6 +25,7 @@ from .face_track import FaceTrack
 
 HEAD_POINTS = (0, 1, 2)  # MTCNN landmarks: left eye, right eye, nose
 MOUTH_PATCH = 32
+PATCH_BATCH = 64
 SMOOTHING_S = 0.2  # the pack's choice, see the module docstring
 MOUTH_PATCH_FRACTION = 0.5  # patch side in face sizes (the pack's choice)
 
@@ -50,12 +51,16 @@ def head_motion(track: FaceTrack, fps: float) -> np.ndarray:
 
 def mouth_patches(frames: torch.Tensor, track: FaceTrack) -> torch.Tensor:
     """``[T, H, W, 3]`` RGB 0..1 frames -> ``[T, 32, 32]`` grey mouth patches (0..1) following the face."""
-    grey = (frames.float() * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True).permute(0, 3, 1, 2)
     centre = track.landmarks[:, 3:5, :].mean(axis=1)
     half = MOUTH_PATCH_FRACTION * track.face_size / 2
-    rois = np.stack([np.arange(len(centre)), centre[:, 0] - half, centre[:, 1] - half,
-                     centre[:, 0] + half, centre[:, 1] + half], axis=1)
-    return roi_align(grey, torch.from_numpy(rois).float(), output_size=MOUTH_PATCH, aligned=True)[:, 0]
+    corners = np.stack([centre[:, 0] - half, centre[:, 1] - half, centre[:, 0] + half, centre[:, 1] + half], axis=1)
+    weights = torch.tensor([0.299, 0.587, 0.114])
+    patches = []
+    for start in range(0, frames.shape[0], PATCH_BATCH):  # bounded memory on long videos
+        grey = (frames[start:start + PATCH_BATCH].float().cpu() * weights).sum(-1, keepdim=True).permute(0, 3, 1, 2)
+        rois = np.concatenate([np.arange(grey.shape[0])[:, None], corners[start:start + grey.shape[0]]], axis=1)
+        patches.append(roi_align(grey, torch.from_numpy(rois).float(), output_size=MOUTH_PATCH, aligned=True)[:, 0])
+    return torch.cat(patches)
 
 
 def mouth_activity(frames: torch.Tensor, track: FaceTrack, fps: float) -> np.ndarray:

@@ -86,19 +86,23 @@ def smoothed_crop_boxes(boxes: np.ndarray) -> np.ndarray:
     return np.stack([medfilt(size, kernel), medfilt(centre_x, kernel), medfilt(centre_y, kernel)], axis=1)
 
 
-def face_crops(frames: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+def face_crops(frames: torch.Tensor, boxes: np.ndarray, indices: torch.Tensor | None = None) -> torch.Tensor:
     """SyncNet's face crops.
 
     Args:
-        frames: ``[T, H, W, 3]`` float RGB 0..1 (ComfyUI IMAGE), already at 25 fps.
+        frames: ``[T, H, W, 3]`` float RGB 0..1 (ComfyUI IMAGE).
         boxes: ``[T, 4]`` face boxes (x1, y1, x2, y2) in pixels, one per frame.
+        indices: ``[M]`` frames to crop, in order (the 25 fps sequence, :func:`resample_indices`);
+            default all. The boxes are smoothed along this sequence; no copy of the frames is made.
 
     Returns:
-        ``[T, 3, 224, 224]`` float32 BGR 0..255 (bilinear resize, no antialiasing, like cv2.resize).
+        ``[M, 3, 224, 224]`` float32 BGR 0..255 (bilinear resize, no antialiasing, like cv2.resize).
     """
-    smoothed = smoothed_crop_boxes(boxes)
+    order = torch.arange(frames.shape[0]) if indices is None else indices
+    smoothed = smoothed_crop_boxes(np.asarray(boxes)[order.numpy()])
     crops = []
-    for frame, (half, centre_x, centre_y) in zip(frames, smoothed, strict=True):
+    for index, (half, centre_x, centre_y) in zip(order.tolist(), smoothed, strict=True):
+        frame = frames[index]
         pad = int(half * (1 + 2 * CROP_SCALE))
         image = frame.permute(2, 0, 1).flip(0).float() * 255.0  # RGB -> BGR, 0..255
         image = F.pad(image, (pad, pad, pad, pad), value=PAD_VALUE)
@@ -192,8 +196,7 @@ def lip_sync(model: SyncNet, frames: torch.Tensor, boxes: np.ndarray, fps: float
     Raises:
         ValueError: fewer than 6 frames at 25 fps (no 5-frame window) or less than 0.24 s of audio.
     """
-    index = resample_indices(frames.shape[0], fps)
-    crops = face_crops(frames[index], np.asarray(boxes)[index.numpy()])
+    crops = face_crops(frames, boxes, resample_indices(frames.shape[0], fps))
     mfcc = syncnet_mfcc(talk_waveform, sample_rate)
     samples = round(talk_waveform.shape[-1] * SAMPLE_RATE / sample_rate)
     windows = window_count(crops.shape[0], samples)
