@@ -4,6 +4,11 @@ Resemblyzer (speaker embeddings for BM Split Conversation's diarize mode) is ins
 ``--no-deps``: its metadata asks for the ``webrtcvad`` sdist (needs a C compiler) and the
 ``typing`` backport (breaks Python 3). requirements.txt lists what it really imports
 (``webrtcvad-wheels``, ``librosa``, ``scipy``, ``numpy``).
+
+facenet-pytorch (MTCNN face detection with its weights inside the wheel, and the InceptionResnetV1
+network of BM Evaluate Avatar's identity metric) is installed with ``--no-deps`` too: its metadata
+pins ``torch<2.3`` and ``torchvision<0.18``, while it imports only torch, torchvision, numpy,
+Pillow and requests, which ComfyUI already has.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-NO_DEPS = {"resemblyzer": "0.1.4"}
+NO_DEPS = {"resemblyzer": "0.1.4", "facenet-pytorch": "2.6.0"}
 
 
 def main() -> int:

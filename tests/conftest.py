@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def assets() -> Path:
     """Folder with the real inputs of scripts/fetch_assets.py (fetched on first use)."""
-    wanted = ["sample.wav", "sample.rttm", "grace_hopper.jpg", "astronaut.png"]
+    wanted = ["sample.wav", "sample.rttm", "grace_hopper.jpg", "astronaut.png", "carphone_pristine.mp4"]
     if not all((ASSETS / name).is_file() for name in wanted):
         import subprocess
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_assets.py"), "--dest", str(ASSETS)], check=True)

@@ -55,6 +55,8 @@ LOADER_INPUTS = (
     LoaderInput("CLIPLoader", "clip_name", ("text_encoders",)),
     LoaderInput("AudioEncoderLoader", "audio_encoder_name", ("audio_encoders",)),
     LoaderInput("LoraLoaderModelOnly", "lora_name", ("loras",)),
+    LoaderInput("BMEvaluateAvatar", "syncnet_weights", ("bm_evaluation",), files=("syncnet_v2",)),  # nodes/evaluate.py
+    LoaderInput("BMEvaluateAvatar", "face_weights", ("bm_evaluation",), files=("facenet_vggface2",)),
 )
 
 

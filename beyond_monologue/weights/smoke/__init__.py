@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from ...audio import melband_roformer
+from ...evaluate import identity, syncnet
 from ...model import adapter_checkpoint
 from . import umt5, wan_dit, wan_vae, wav2vec2
 
@@ -42,4 +43,8 @@ BUILDERS: dict[str, Builder] = {
     "beyond_monologue_adapter": _adapter(adapter_checkpoint.LAYOUT_BM),
     "infinitetalk_adapter": _adapter(adapter_checkpoint.LAYOUT_INFINITETALK),
     "melband_roformer": melband_roformer.smoke_state_dict,
+    "syncnet_v2": lambda seed: (syncnet.smoke_state_dict(seed), {"bm_smoke_layout": "SyncNet v2 (syncnet_python S)"}),
+    "facenet_vggface2": lambda seed: ({k: v for k, v in identity.smoke_state_dict(seed).items()
+                                       if not k.startswith("logits.")},
+                                      {"bm_smoke_layout": "facenet-pytorch InceptionResnetV1, converted"}),
 }
