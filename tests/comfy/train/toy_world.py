@@ -13,12 +13,19 @@ unrelated to any audio), as a real Wan model knows faces before an adapter is tr
 afterwards. The adapter then has to learn exactly what it is for: which region follows which stream.
 
 Measures (``region_signal``): the mean of a generated region projected on its direction, per latent
-frame, against the stream's loudness per latent frame (Pearson r).
+frame, against the stream's loudness per latent frame (Pearson r), pooled over many held-out
+conversations rendered with different seeds (a single 16-latent render gives chance |r| of 0.3 and
+more for the slow head signal).
+
+Every function that touches the pack takes ``bm``, the pack's ``beyond_monologue`` package (``pack.beyond_monologue``
+in the comfy tier, the plain package in ``bench/train_toy.py``), whose stage modules are imported by :func:`modules`.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,9 +33,9 @@ import torch
 FPS = 25.0
 SIZE = 8  # latent pixels (4 x 4 DiT tokens)
 CHANNELS = 48
-MOUTH = (slice(4, 6), slice(2, 6))  # latent rows / cols
-HEAD = (slice(0, 2), slice(2, 6))
-AMPLITUDE = 1.5
+MOUTH = (slice(4, 8), slice(0, 8))  # latent rows / cols: the lower half
+HEAD = (slice(0, 4), slice(0, 8))  # the upper half
+AMPLITUDE = 1.0  # per channel, in model space (the pattern's std is 0.5)
 SMOOTH_FRAMES = 25  # the head follows one second of listening
 
 
@@ -44,9 +51,10 @@ def frame_loudness(wave: np.ndarray, rate: int, frames: int) -> np.ndarray:
 
 
 def smoothed(values: np.ndarray, width: int = SMOOTH_FRAMES) -> np.ndarray:
-    """Centred moving average over ``width`` frames (edges use the frames that exist)."""
+    """Trailing moving average over the last ``width`` frames (a reaction to what was heard; the first frames
+    average what exists)."""
     kernel = np.ones(width) / width
-    padded = np.pad(values, (width // 2, width - 1 - width // 2), mode="edge")
+    padded = np.pad(values, (width - 1, 0), mode="edge")
     return np.convolve(padded, kernel, mode="valid").astype(np.float32)
 
 
@@ -63,8 +71,8 @@ class World:
     def __init__(self, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.pattern = torch.randn(CHANNELS, SIZE, SIZE, generator=g) * 0.5
-        self.mouth_dir = torch.nn.functional.normalize(torch.randn(CHANNELS, generator=g), dim=0) * math.sqrt(CHANNELS)
-        self.head_dir = torch.nn.functional.normalize(torch.randn(CHANNELS, generator=g), dim=0) * math.sqrt(CHANNELS)
+        self.mouth_dir = torch.randint(0, 2, (CHANNELS,), generator=g).float() * 2 - 1  # +-1 per channel
+        self.head_dir = torch.randint(0, 2, (CHANNELS,), generator=g).float() * 2 - 1
 
     def video(self, mouth: np.ndarray, head: np.ndarray) -> torch.Tensor:
         """Model-space latent video ``[C, T, 8, 8]``; ``mouth`` / ``head`` per latent frame in 0..1."""
@@ -72,8 +80,8 @@ class World:
         x = self.pattern[:, None].repeat(1, t, 1, 1).clone()
         m = torch.tensor(mouth * 2 - 1).view(1, t, 1, 1) * AMPLITUDE
         h = torch.tensor(head * 2 - 1).view(1, t, 1, 1) * AMPLITUDE
-        x[:, :, MOUTH[0], MOUTH[1]] += m * self.mouth_dir.view(-1, 1, 1, 1) / math.sqrt(CHANNELS)
-        x[:, :, HEAD[0], HEAD[1]] += h * self.head_dir.view(-1, 1, 1, 1) / math.sqrt(CHANNELS)
+        x[:, :, MOUTH[0], MOUTH[1]] += m * self.mouth_dir.view(-1, 1, 1, 1)
+        x[:, :, HEAD[0], HEAD[1]] += h * self.head_dir.view(-1, 1, 1, 1)
         return x
 
     def reference(self) -> torch.Tensor:
@@ -85,7 +93,7 @@ class World:
         rows, cols = MOUTH if region == "mouth" else HEAD
         direction = self.mouth_dir if region == "mouth" else self.head_dir
         part = (video[:, :, rows, cols] - self.pattern[:, None, rows, cols]).mean(dim=(2, 3))  # [C, T]
-        return (direction @ part / math.sqrt(CHANNELS)).numpy()
+        return (direction @ part / CHANNELS).numpy()
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,71 +134,155 @@ def pretrain_backbone(model, world: World, steps: int = 300, latents: int = 6, b
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     for p in params:
         p.requires_grad_(False)
     return losses
 
 
-def encode_sources(encoder_model, waves: list[np.ndarray], rate: int = 16000) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """Each whole recording -> (wav2vec2 features per video frame ``[F, 12, 768]``, loudness per frame ``[F]``)."""
-    from beyond_monologue.audio.speech_features import wav2vec2_frame_features
+def modules(bm_package: str) -> SimpleNamespace:
+    """The pack's modules this world uses, from the package named ``bm_package`` (``<pack>.beyond_monologue``)."""
+    names = {"features": "audio.speech_features", "duplex_audio": "audio.duplex_audio", "samples": "train.samples",
+             "recipe": "train.recipe", "trainer": "train.trainer", "guidance": "sampling.guidance",
+             "long_video": "sampling.long_video", "reference": "sampling.reference", "wan_patch": "model.wan_patch",
+             "duplex_adapter": "model.duplex_adapter", "checkpoint": "model.adapter_checkpoint",
+             "listening": "evaluate.listening"}
+    return SimpleNamespace(**{k: importlib.import_module(f"{bm_package}.{v}") for k, v in names.items()})
 
+
+def encode_sources(bm, encoder_model, waves: list[np.ndarray], rate: int = 16000) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """Each whole recording -> (wav2vec2 features per video frame ``[F, 12, 768]``, loudness per frame ``[F]``)."""
     out = []
     for wave in waves:
         frames = int(len(wave) / rate * FPS)
         frames = frames - (frames - 1) % 4
         with torch.no_grad():
-            features = wav2vec2_frame_features(encoder_model, torch.as_tensor(wave), frames, "conv_features", "cpu")
+            features = bm.features.wav2vec2_frame_features(encoder_model, torch.as_tensor(wave), frames,
+                                                           "conv_features", "cpu")
         out.append((features.float(), frame_loudness(wave, rate, frames)))
     return out
 
 
-def cut(source: tuple[torch.Tensor, np.ndarray], start: int, frames: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Frames ``start .. start + frames - 1`` of an encoded recording."""
-    features, loud = source
+def cut(source: tuple, start: int, frames: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``(features, loudness)`` of frames ``start .. start + frames - 1`` of an encoded recording."""
+    features, loud = source[:2]
     return features[start:start + frames], loud[start:start + frames]
 
 
-def conversation(talk: tuple[torch.Tensor, np.ndarray], listen: tuple[torch.Tensor, np.ndarray]):
-    """``(DuplexAudio, talk loudness per latent, smoothed listen loudness per latent)`` of two cut streams."""
-    from beyond_monologue.audio.duplex_audio import DuplexAudio
-
+def conversation(bm, talk: tuple[torch.Tensor, np.ndarray], listen: tuple[torch.Tensor, np.ndarray]):
+    """``(DuplexAudio, talk loudness, smoothed listen loudness, listen loudness)`` of two cut streams (per latent)."""
     frames = talk[0].shape[0]
     ones = torch.ones(frames)
-    audio = DuplexAudio(talk[0], listen[0], ones, ones, fps=FPS)
-    return audio, per_latent(talk[1]), per_latent(smoothed(listen[1]))
+    audio = bm.duplex_audio.DuplexAudio(talk[0], listen[0], ones, ones, fps=FPS)
+    return audio, per_latent(talk[1]), per_latent(smoothed(listen[1])), per_latent(listen[1])
 
 
-def training_set(world: World, model, sources: list, clips: int, frames: int, seed: int = 0):
-    """``clips`` samples: talk and listen cut at random from two different training recordings."""
-    from beyond_monologue.train.samples import TrainingSample, TrainingSet
-
+def conversations(bm, sources: list, count: int, frames: int, seed: int) -> list:
+    """``count`` conversations of ``frames`` frames: talk and listen cut at random from two recordings of
+    different groups (:func:`split_sources`), so that the two streams are independent."""
     g = torch.Generator().manual_seed(seed)
-    base = model.model
-    reference = base.process_latent_out(world.reference()[None])[0]
-    samples = []
-    for i in range(clips):
+    out = []
+    while len(out) < count:
         a, b = torch.randperm(len(sources), generator=g)[:2].tolist()
+        if sources[a][2] == sources[b][2]:
+            continue
         starts = [int(torch.randint(0, sources[k][0].shape[0] - frames + 1, (), generator=g)) for k in (a, b)]
-        audio, mouth, head = conversation(cut(sources[a], starts[0], frames), cut(sources[b], starts[1], frames))
-        latents = base.process_latent_out(world.video(mouth, head)[None])[0]
-        samples.append(TrainingSample(latents.float(), reference.float(), audio, torch.zeros(8, 4096), f"toy {i}"))
-    return TrainingSet().extended(samples)
+        out.append(conversation(bm, cut(sources[a], starts[0], frames), cut(sources[b], starts[1], frames)))
+    return out
 
 
-def render(model_with_adapter, world: World, audio, seed: int = 0, steps: int = 8, window_latents: int = 11,
-           scales=None) -> torch.Tensor:
-    """BM Sampler's engine on a held-out conversation -> model-space video ``[C, T, 8, 8]``."""
-    from beyond_monologue.sampling.guidance import GuidanceScales
-    from beyond_monologue.sampling.long_video import SamplingSettings, sample_long_video
-    from beyond_monologue.sampling.reference import Reference
+def training_set(bm, world: World, model, sources: list, clips: int, frames: int, seed: int = 0):
+    """``clips`` training samples (BM Training Sample's type) of the world's videos for random conversations."""
+    reference = model.model.process_latent_out(world.reference()[None])[0]
+    samples = []
+    for i, (audio, mouth, head, _) in enumerate(conversations(bm, sources, clips, frames, seed)):
+        latents = model.model.process_latent_out(world.video(mouth, head)[None])[0]
+        samples.append(bm.samples.TrainingSample(latents.float(), reference.float(), audio, torch.zeros(8, 4096),
+                                                 f"toy {i}"))
+    return bm.samples.TrainingSet().extended(samples)
 
-    base = model_with_adapter.model
-    reference = Reference("past_end", base.process_latent_out(world.reference()[None]).float())
+
+def render(bm, patched, world: World, audio, seed: int = 0, steps: int = 8, window_latents: int = 11) -> torch.Tensor:
+    """BM Sampler's engine (no guidance: every scale 1) on one conversation -> model-space video ``[C, T, 8, 8]``."""
+    base = patched.model
+    reference = bm.reference.Reference("past_end", base.process_latent_out(world.reference()[None]).float())
     text = [[torch.zeros(1, 8, 4096), {}]]
-    settings = SamplingSettings(steps=steps, sampler_name="euler", scheduler="simple", seed=seed,
-                                scales=scales or GuidanceScales(1.0, 1.0, 1.0), window_latents=window_latents,
-                                motion_latents=3)
-    video = sample_long_video(model_with_adapter, text, text, audio, reference, settings)
+    settings = bm.long_video.SamplingSettings(steps=steps, sampler_name="euler", scheduler="simple", seed=seed,
+                                              scales=bm.guidance.GuidanceScales(1.0, 1.0, 1.0),
+                                              window_latents=window_latents, motion_latents=3)
+    video = bm.long_video.sample_long_video(patched, text, text, audio, reference, settings)
     return base.process_latent_in(video)[0]
+
+
+def measure(bm, model, adapter, world: World, talks: list, listen_strength: float = 1.0, seed: int = 100) -> dict:
+    """Render every conversation (seed ``seed + i``) with ``adapter`` attached to ``model``; pooled Pearson r.
+
+    Returns ``{"mouth~talk", "head~listen", "mouth~listen", "head~talk"}`` -> r over all latent frames of
+    all conversations (generated region signal vs target loudness), and ``"listening"``: the evaluation
+    stage's listening metrics (``beyond_monologue.evaluate.listening``) of the renders, with the head's
+    and mouth's speed (region signal change per second) as head motion and mouth activity and the
+    streams' loudness as voice activity, on the latent clock (6.25 latent frames per second).
+    """
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    patcher = comfy.model_patcher.ModelPatcher(adapter, load_device=mm.get_torch_device(),
+                                               offload_device=mm.unet_offload_device())
+    settings = bm.wan_patch.AdapterSettings({s: adapter.config.kernel(s) for s in adapter.streams},
+                                            {"talk": 1.0, "listen": listen_strength})
+    patched = bm.wan_patch.attach_duplex_adapter(model, patcher, settings)
+    series = {"mouth": [], "head": [], "talk": [], "listen": [], "mouth_speed": [], "head_speed": [],
+              "talk_active": [], "listen_active": []}
+    latent_fps = FPS / 4
+    for i, (audio, talk, listen, listen_now) in enumerate(talks):
+        video = render(bm, patched, world, audio, seed=seed + i)
+        mouth, head = world.region_signal(video, "mouth"), world.region_signal(video, "head")
+        series["mouth"].append(mouth)
+        series["head"].append(head)
+        series["talk"].append(talk)
+        series["listen"].append(listen)
+        series["mouth_speed"].append(np.abs(np.diff(mouth)) * latent_fps)  # latents 1.. of each conversation
+        series["head_speed"].append(np.abs(np.diff(head)) * latent_fps)
+        series["talk_active"].append(talk[1:])
+        series["listen_active"].append(listen_now[1:])
+    s = {k: np.concatenate(v) for k, v in series.items()}
+    out = {f"{region}~{stream}": pearson(s[region], s[stream]) for region in ("mouth", "head")
+           for stream in ("talk", "listen")}
+    out["listening"] = bm.listening.listening_metrics(s["head_speed"], s["mouth_speed"], s["talk_active"],
+                                                      s["listen_active"], latent_fps)
+    return out
+
+
+def split_sources(bm, encoder_model, books: list[np.ndarray], speakers: list[np.ndarray], rate: int = 16000):
+    """Encoded training and held-out recordings ``(features, loudness, group)``.
+
+    Training: LibriVox clips 0-3 and the first 20 s of each sample.wav speaker; held out (speech never
+    seen in training): LibriVox clip 4 and the rest of each speaker. The two speakers of one conversation
+    take turns (one is silent while the other speaks), so they share a group and are never paired: a talk
+    stream would then predict the listen stream. Time-reversed copies of the speakers (the same loudness
+    statistics without the turn-taking) are a group of their own, which gives the held-out set enough
+    independent pairs.
+    """
+    cut_at = rate * 20
+
+    def encode(waves, groups):
+        encoded = encode_sources(bm, encoder_model, waves, rate)
+        return [(features, loud, group) for (features, loud), group in zip(encoded, groups, strict=True)]
+
+    def with_reversed(parts):
+        return [*parts, *(part[::-1].copy() for part in parts)]
+
+    train = encode([*books[:4], *with_reversed([s[:cut_at] for s in speakers])],
+                   ["book 0", "book 1", "book 2", "book 3", "conversation", "conversation", "reversed", "reversed"])
+    held = encode([books[4], *with_reversed([s[cut_at:] for s in speakers])],
+                  ["book 4", "conversation", "conversation", "reversed", "reversed"])
+    return train, held
+
+
+def recipe(bm, stage: str, steps: int, lr: float = 2e-3, batch: int = 4, seed: int = 0):
+    """The toy runs' TrainRecipe: the node's defaults (dropout, diffusion forcing, clean prefixes, guide frames)
+    except the step count, a learning rate for a tiny adapter, 4 clips per step, no EMA (too few steps to
+    average) and 11-latent crops (the whole 41-frame clips). Batch 1 at 5e-3 did not learn in 500 steps:
+    one clip's loss at one random noise level is too noisy a gradient."""
+    return bm.recipe.TrainRecipe(stage=stage, steps=steps, lr_new=lr, batch_size=batch, ema_decay=0.0,
+                                 window_latents=11, seed=seed)
