@@ -7,7 +7,7 @@ Pipeline (all at 16 kHz, frames of 10 ms):
    ``EMBED_WINDOW_S`` seconds (its training length; 1.0 s and 2.0 s windows did worse on the real
    conversation) every ``EMBED_HOP_S`` seconds of its own 40-band log-mel input.
 3. Windows that are at least ``MIN_WINDOW_SPEECH`` speech are clustered into two speakers with
-   k-means on unit vectors (spherical k-means, scikit-learn).
+   k-means on the unit vectors (:mod:`.kmeans`, torch).
 4. Every 10 ms frame takes the speaker whose centroid is, on average over the windows covering
    the frame, most similar; labels are median-filtered over ``SMOOTH_S`` and kept only inside
    speech regions. Turns shorter than ``MIN_TURN_S`` are dropped, gaps shorter than
@@ -29,19 +29,19 @@ logged when the two centroids are closer than ``ALIKE_COSINE`` (a hint only). Us
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import BMInputError
-from ..optional_deps import MissingDependencyError, import_optional
+from ..optional_deps import import_optional
 from .audio_checks import mono_at
+from .kmeans import kmeans
 from .turns import Turns, mask_to_turns, turns_to_mask
 from .vad import VAD_SAMPLE_RATE, speech_probabilities, speech_regions
+from .voice_encoder import FRAME_RATE_HZ, load_voice_encoder, mel_frames
 
 EMBED_WINDOW_S = 1.6  # Resemblyzer's own partial-utterance length (160 mel frames)
 EMBED_HOP_S = 0.1
@@ -51,7 +51,6 @@ MIN_GAP_S = 0.2
 MIN_TURN_S = 0.2
 MIN_SPEAKER_S = 1.0
 ALIKE_COSINE = 0.9
-FRAME_RATE_HZ = 100  # Resemblyzer's mel frames (10 ms)
 SPEAKERS = ("speaker_1", "speaker_2")
 _BATCH = 256
 
@@ -74,32 +73,8 @@ class Diarization:
     speech_s: float
 
 
-@functools.lru_cache(maxsize=1)
-def load_voice_encoder():
-    """Resemblyzer's ``VoiceEncoder`` on the CPU, loaded once per process.
-
-    Resemblyzer loads its bundled ``pretrained.pt`` with a plain ``torch.load``, which a user's
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (or an old torch) turns into a full unpickle. The file
-    is therefore first read here with ``weights_only=True`` (explicit, so no environment variable
-    overrides it): only if it holds nothing but tensors and numbers is it handed to Resemblyzer.
-
-    Raises:
-        MissingDependencyError: Resemblyzer (or its webrtcvad/librosa imports) is missing, or its
-            weight file holds more than tensors (refused rather than unpickled).
-    """
-    resemblyzer = import_optional("resemblyzer", "resemblyzer==0.1.4 (with --no-deps)",
-                                  "speaker embeddings for diarization")
-    weights = Path(resemblyzer.__file__).resolve().parent / "pretrained.pt"
-    try:
-        torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise MissingDependencyError(f"Resemblyzer's weight file {weights} cannot be loaded as plain tensors "
-                                     f"({error}); reinstall resemblyzer==0.1.4 from PyPI.") from error
-    return resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=weights)
-
-
 def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Speaker embeddings of overlapping windows.
+    """Speaker embeddings of overlapping windows (Resemblyzer's encoder, :mod:`.voice_encoder`).
 
     Args:
         wav16k: float32 ``[T]`` at 16 kHz.
@@ -107,10 +82,12 @@ def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarra
 
     Returns:
         ``(embeddings [W, 256] float32 unit vectors, starts [W] in 10 ms frames, window length in frames)``.
+
+    Raises:
+        MissingDependencyError: Resemblyzer's weight file is missing or refused (see :mod:`.voice_encoder`).
     """
     encoder = load_voice_encoder()
-    resemblyzer_audio = import_optional("resemblyzer.audio", "resemblyzer==0.1.4", "speaker embeddings")
-    mel = resemblyzer_audio.wav_to_mel_spectrogram(wav16k.numpy().astype(np.float32))
+    mel = mel_frames(wav16k)
     window = round(EMBED_WINDOW_S * FRAME_RATE_HZ)
     hop = round(EMBED_HOP_S * FRAME_RATE_HZ)
     if len(mel) < window:
@@ -121,8 +98,8 @@ def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarra
     out = []
     with torch.inference_mode():
         for i in range(0, len(starts), _BATCH):
-            batch = np.stack([mel[s:s + window] for s in starts[i:i + _BATCH]])
-            out.append(encoder(torch.from_numpy(batch)).numpy())
+            batch = torch.stack([mel[s:s + window] for s in starts[i:i + _BATCH]])
+            out.append(encoder(batch).numpy())
             if on_progress:
                 on_progress(min(i + _BATCH, len(starts)), len(starts))
     return np.concatenate(out), starts, window
@@ -148,9 +125,8 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
 
     Raises:
         BMInputError: no speech at all, or a single voice (see the module doc).
-        MissingDependencyError: silero-vad, Resemblyzer or scikit-learn is missing.
+        MissingDependencyError: silero-vad or Resemblyzer's weight file is missing.
     """
-    cluster = import_optional("sklearn.cluster", "scikit-learn", "clustering speaker embeddings")
     ndimage = import_optional("scipy.ndimage", "scipy", "smoothing speaker labels")
     wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
     check = (lambda: on_progress(0, 1)) if on_progress else None
@@ -168,8 +144,9 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     if len(voiced) < 2:
         raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
 
-    kmeans = cluster.KMeans(n_clusters=2, n_init=10, random_state=0).fit(voiced)
-    centroids = np.stack([voiced[kmeans.labels_ == k].mean(axis=0) for k in range(2)])
+    labels, _ = kmeans(torch.from_numpy(voiced), 2)
+    labels = labels.numpy()
+    centroids = np.stack([voiced[labels == k].mean(axis=0) for k in range(2)])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     cosine = float(centroids[0] @ centroids[1])
 
