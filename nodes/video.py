@@ -13,6 +13,7 @@ from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.video.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
 from ..beyond_monologue.video.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
 from ..beyond_monologue.video.video_decode import TileSpec, check_video_latent, decode_video
+from .ui_payloads import video_preview_ui
 
 FPS_RANGE = (1.0, 120.0)
 AUDIO_MISMATCH_WARN_FRAMES = 4  # one latent frame: more than the 4n+1 rounding of a render explains
@@ -143,7 +144,7 @@ class BMDecodeVideo(io.ComfyNode):
                 io.Image.Output("frames", display_name="frames",
                                 tooltip="The decoded frames, [frames, height, width, 3] in 0..1."),
                 io.Video.Output("video", display_name="video",
-                                tooltip="The frames with the audio muxed in at fps; connect Save Video."),
+                                tooltip="The frames with the audio muxed in at fps; connect Save Video. The node itself shows a preview player (a temp file, not saved)."),
             ],
         )
 
@@ -161,7 +162,8 @@ class BMDecodeVideo(io.ComfyNode):
         clip = check_audio(audio, "audio") if audio is not None else None  # fail before the long decode
         tile = TileSpec.from_pixels(tile_size, tile_overlap, vae.spacial_compression_decode()) if tiled else None
         frames = decode_video(vae, samples, tile, on_window=_progress(samples.shape[2]))
-        return io.NodeOutput(*video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
+        frames, video = video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo")
+        return io.NodeOutput(frames, video, ui=video_preview_ui(video, "BMDecodeVideo"))
 
 
 class BMDyadicCompose(io.ComfyNode):
@@ -200,7 +202,7 @@ class BMDyadicCompose(io.ComfyNode):
                 io.Image.Output("frames", display_name="frames",
                                 tooltip="The composed frames, [frames, height, width, 3] in 0..1 (even sizes)."),
                 io.Video.Output("video", display_name="video",
-                                tooltip="The composed frames with the conversation muxed in at fps; connect Save Video."),
+                                tooltip="The composed frames with the conversation muxed in at fps; connect Save Video. The node itself shows a preview player (a temp file, not saved)."),
             ],
         )
 
@@ -215,7 +217,8 @@ class BMDyadicCompose(io.ComfyNode):
         a, b = check_frames(image_a, "image_a"), check_frames(image_b, "image_b")
         clip = check_audio(conversation, "conversation")
         frames = compose_dyadic(a, b, layout, length_rule, fps, gap, on_chunk=_progress(max(a.shape[0], b.shape[0])))
-        return io.NodeOutput(*video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
+        frames, video = video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose")
+        return io.NodeOutput(frames, video, ui=video_preview_ui(video, "BMDyadicCompose"))
 
 
 NODES = [BMDecodeVideo, BMDyadicCompose]
