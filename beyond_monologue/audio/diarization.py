@@ -5,7 +5,7 @@ Pipeline (all at 16 kHz, frames of 10 ms):
 1. Voice activity detection (:mod:`.vad`, Silero) gives the speech regions.
 2. Resemblyzer's GE2E speaker encoder (256-d, weights bundled in its wheel) embeds windows of
    ``EMBED_WINDOW_S`` seconds (its training length; 1.0 s and 2.0 s windows did worse on the real
-   conversation) every ``EMBED_HOP_S`` seconds of its own 40-band log-mel input.
+   conversation) every ``EMBED_HOP_S`` seconds of its own 40-band (power, not log) mel input (:mod:`.voice_encoder`).
 3. Windows that are at least ``MIN_WINDOW_SPEECH`` speech are clustered into two speakers with
    k-means on the unit vectors (:mod:`.kmeans`, torch).
 4. Every 10 ms frame takes the speaker whose centroid is, on average over the windows covering
@@ -17,14 +17,35 @@ Each speech frame gets exactly one speaker: overlapping speech goes to the domin
 (the turns of the two speakers do not overlap). Measured on the real two-speaker
 ``sample.wav`` (tests/unit/audio/test_diarization_real.py): DER 4.3 % with a 0.25 s collar, 15.5 % without.
 
-One voice only (documented behaviour, tested): the mode always looks for two speakers. A
-recording is refused (:class:`BMInputError` naming ``conversation``) when it has no speech, or when
-the second cluster gets less than ``MIN_SPEAKER_S`` seconds of speech (e.g. one short utterance).
-A longer monologue is NOT reliably detected: Resemblyzer scores the two similar voices of
-``sample.wav`` at 0.885 centroid cosine and halves of one LibriVox reader at 0.82-0.91, so no
-threshold separates them, and such a monologue comes out split in two "speakers". A warning is
-logged when the two centroids are closer than ``ALIKE_COSINE`` (a hint only). Use mode ``turns``
-(or connect a monologue straight to BM Dual Stream Encode) when the voices cannot be told apart.
+One voice only (speaker-count estimation, tested on real recordings): the mode looks for two
+speakers, but first estimates whether there are two from the embeddings. The statistic is the
+**mean resultant length** ``R = |mean of the voiced windows' unit embeddings|`` (0..1; directional
+statistics): the windows of one voice cluster tightly (high ``R``), two voices pull the mean apart.
+Measured with this pack's pipeline (tests/unit/audio/test_diarization_real.py):
+
+* one speaker (17 real recordings: pairs and all of the five LibriVox clips of pocketsphinx-testdata,
+  its ``cards`` clips, the solo stretches of each sample.wav speaker): ``R`` = 0.857 to 0.924;
+* two speakers: sample.wav 0.854/0.855 (at 8, 16, 22.05, 48 kHz), its 11-15 s excerpts 0.859-0.869,
+  the two speakers' solo stretches interleaved 0.839-0.850, mixes of two different people (LibriVox,
+  cards, sample.wav speakers) 0.763-0.853.
+
+sample.wav's two (similar) voices overlap the one-voice range: no threshold separates all cases.
+Resemblyzer is also sensitive to the recording channel (two LibriVox clips of one reader reach a
+centroid cosine of 0.75, lower than two different people), so the centroid cosine is no better.
+The pack's choice, from these numbers:
+
+* ``R >= ONE_VOICE_R`` (0.88, 0.011 above the highest two-speaker value): refused as one voice
+  (:class:`BMInputError` naming ``conversation``, with the fix: talk-only, or stereo / turns mode).
+  Catches 8 of the 17 one-speaker recordings, among them the 10.5 s LibriVox recording that was
+  split 6.8 s / 2.0 s before (``R`` = 0.900);
+* ``ALIKE_R <= R < ONE_VOICE_R`` (0.85): the split is made but a warning says that the voices are as
+  alike as one voice's and gives the same fix (every one-speaker recording measured gets at least
+  this warning; so does sample.wav);
+* below: two voices, no message.
+
+A recording is also refused when it has no speech, or when the second cluster gets less than
+``MIN_SPEAKER_S`` seconds of speech (e.g. one short utterance). Use mode ``stereo`` or ``turns`` (or
+connect a monologue straight to BM Dual Stream Encode's talk input) when the voices cannot be told apart.
 """
 
 from __future__ import annotations
@@ -50,7 +71,8 @@ SMOOTH_S = 0.21
 MIN_GAP_S = 0.2
 MIN_TURN_S = 0.2
 MIN_SPEAKER_S = 1.0
-ALIKE_COSINE = 0.9
+ONE_VOICE_R = 0.88  # the pack's choice (module doc): refuse as one voice at or above
+ALIKE_R = 0.85  # the pack's choice (module doc): warn at or above
 SPEAKERS = ("speaker_1", "speaker_2")
 _BATCH = 256
 
@@ -66,11 +88,13 @@ class Diarization:
             by their first turn in time.
         speaker_cosine: cosine similarity of the two speakers' embedding centroids.
         speech_s: seconds of speech found by the VAD.
+        concentration: mean resultant length ``R`` of the voiced windows' unit embeddings (module doc).
     """
 
     turns: Turns
     speaker_cosine: float
     speech_s: float
+    concentration: float
 
 
 def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -105,10 +129,22 @@ def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarra
     return np.concatenate(out), starts, window
 
 
+ONE_VOICE_FIX = ("for a monologue connect the audio to BM Dual Stream Encode's talk input directly (talk only); "
+                 "if two people do speak, use mode 'stereo' with one speaker per channel, or mode 'turns' with "
+                 "their turns.")
+
+
 def _one_voice(found: str) -> BMInputError:
-    return BMInputError("conversation", f"diarize mode found one voice only ({found}).",
-                        "for a monologue connect the audio to BM Dual Stream Encode's talk input directly; "
-                        "if two people do speak, use mode 'turns' with their turns (or a stereo file).")
+    return BMInputError("conversation", f"diarize mode found one voice only ({found}).", ONE_VOICE_FIX)
+
+
+def voice_concentration(embeddings: np.ndarray) -> float:
+    """Mean resultant length of unit embeddings: ``|mean_i e_i|`` in 0..1 (1 = all identical).
+
+    Args:
+        embeddings: float ``[W, D]`` unit vectors (Resemblyzer window embeddings).
+    """
+    return float(np.linalg.norm(embeddings.mean(axis=0)))
 
 
 def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diarization:
@@ -124,7 +160,8 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
         :class:`Diarization` with the turns of ``speaker_1`` and ``speaker_2`` (seconds).
 
     Raises:
-        BMInputError: no speech at all, or a single voice (see the module doc).
+        BMInputError: no speech at all, or a single voice (concentration >= ``ONE_VOICE_R``, or too
+            little speech for a second voice; see the module doc).
         MissingDependencyError: silero-vad or Resemblyzer's weight file is missing.
     """
     ndimage = import_optional("scipy.ndimage", "scipy", "smoothing speaker labels")
@@ -143,6 +180,10 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     voiced = embeddings[speech_share >= MIN_WINDOW_SPEECH]
     if len(voiced) < 2:
         raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
+    concentration = voice_concentration(voiced)
+    if concentration >= ONE_VOICE_R:
+        raise _one_voice(f"the speaker embeddings of its {speech_s:.1f} s of speech are as close together as one "
+                         f"speaker's: concentration {concentration:.3f} >= {ONE_VOICE_R}")
 
     labels, _ = kmeans(torch.from_numpy(voiced), 2)
     labels = labels.numpy()
@@ -165,8 +206,10 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     seconds = [sum(end - start for start, end in turns) for turns in found]
     if min(seconds) < MIN_SPEAKER_S:
         raise _one_voice(f"the second voice speaks for {min(seconds):.1f} s of {speech_s:.1f} s of speech")
-    if cosine > ALIKE_COSINE:
-        log.warning("BMSplitConversation diarize: the two voices sound alike (cosine %.2f); "
-                    "check the turns, or use mode 'turns'.", cosine)
+    if concentration >= ALIKE_R:
+        log.warning("BMSplitConversation diarize: the voices are as alike as one speaker's recordings (concentration "
+                    "%.3f >= %s); the split may be of one voice. Check the turns in the timeline. Fix: %s",
+                    concentration, ALIKE_R, ONE_VOICE_FIX)
     found.sort(key=lambda turns: turns[0][0])
-    return Diarization(turns=dict(zip(SPEAKERS, found, strict=True)), speaker_cosine=cosine, speech_s=speech_s)
+    return Diarization(turns=dict(zip(SPEAKERS, found, strict=True)), speaker_cosine=cosine, speech_s=speech_s,
+                       concentration=concentration)
