@@ -111,6 +111,7 @@ class BMDecodeVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="BMDecodeVideo",
+            is_output_node=True,  # it previews its video (ui.PreviewVideo), so it runs without Save Video
             display_name="BM Decode Video",
             category="BeyondMonologue/video",
             description=(
@@ -173,6 +174,7 @@ class BMDyadicCompose(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="BMDyadicCompose",
+            is_output_node=True,  # it previews its video (ui.PreviewVideo), so it runs without Save Video
             display_name="BM Dyadic Compose",
             category="BeyondMonologue/video",
             description=(
