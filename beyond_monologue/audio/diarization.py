@@ -21,13 +21,14 @@ One voice only (speaker-count estimation, tested on real recordings): the mode l
 speakers, but first estimates whether there are two from the embeddings. The statistic is the
 **mean resultant length** ``R = |mean of the voiced windows' unit embeddings|`` (0..1; directional
 statistics): the windows of one voice cluster tightly (high ``R``), two voices pull the mean apart.
-Measured with this pack's pipeline (tests/unit/audio/test_diarization_real.py):
+Measured with this pack's pipeline (``bench/audio_speaker_count.py`` prints the table; the
+recordings are ``tests/audio_fixtures.py::speaker_count_recordings``):
 
 * one speaker (17 real recordings: pairs and all of the five LibriVox clips of pocketsphinx-testdata,
   its ``cards`` clips, the solo stretches of each sample.wav speaker): ``R`` = 0.857 to 0.924;
-* two speakers: sample.wav 0.854/0.855 (at 8, 16, 22.05, 48 kHz), its 11-15 s excerpts 0.859-0.869,
-  the two speakers' solo stretches interleaved 0.839-0.850, mixes of two different people (LibriVox,
-  cards, sample.wav speakers) 0.763-0.853.
+* two speakers (10): sample.wav 0.854 (0.855 at 8, 22.05 and 48 kHz), its 11-15 s excerpts
+  0.859-0.869, the two speakers' solo stretches interleaved 0.839, mixes of two different people
+  (LibriVox, cards, a sample.wav speaker) 0.760-0.848.
 
 sample.wav's two (similar) voices overlap the one-voice range: no threshold separates all cases.
 Resemblyzer is also sensitive to the recording channel (two LibriVox clips of one reader reach a
@@ -36,7 +37,7 @@ The pack's choice, from these numbers:
 
 * ``R >= ONE_VOICE_R`` (0.88, 0.011 above the highest two-speaker value): refused as one voice
   (:class:`BMInputError` naming ``conversation``, with the fix: talk-only, or stereo / turns mode).
-  Catches 8 of the 17 one-speaker recordings, among them the 10.5 s LibriVox recording that was
+  Refuses 8 of the 17 one-speaker recordings, among them the 10.5 s LibriVox recording that was
   split 6.8 s / 2.0 s before (``R`` = 0.900);
 * ``ALIKE_R <= R < ONE_VOICE_R`` (0.85): the split is made but a warning says that the voices are as
   alike as one voice's and gives the same fix (every one-speaker recording measured gets at least
@@ -147,6 +148,51 @@ def voice_concentration(embeddings: np.ndarray) -> float:
     return float(np.linalg.norm(embeddings.mean(axis=0)))
 
 
+@dataclass(frozen=True)
+class SpeechWindows:
+    """The embedded speech of a recording (:func:`speech_windows`).
+
+    Attributes:
+        embeddings: float32 ``[W, 256]`` unit embeddings of every window.
+        starts: ``[W]`` window starts in 10 ms frames; every window is ``window`` frames long.
+        speech: bool ``[F]`` voice activity per 10 ms frame.
+        voiced: the rows of ``embeddings`` whose window is at least ``MIN_WINDOW_SPEECH`` speech.
+        speech_s: seconds of speech found by the VAD.
+    """
+
+    embeddings: np.ndarray
+    starts: np.ndarray
+    window: int
+    speech: np.ndarray
+    voiced: np.ndarray
+    speech_s: float
+
+
+def speech_windows(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> SpeechWindows:
+    """Steps 1-2 of the module doc: voice activity, window embeddings, the windows that hold speech.
+
+    Args: as :func:`diarize`.
+
+    Raises:
+        BMInputError: no speech, or less than two voiced windows (too little to compare voices).
+    """
+    wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
+    check = (lambda: on_progress(0, 1)) if on_progress else None
+    regions = speech_regions(speech_probabilities(wav16k, check), wav16k.shape[0])
+    speech_s = sum(end - start for start, end in regions)
+    if not regions:
+        raise BMInputError("conversation", "contains no speech (voice activity detection found none).",
+                           "check that the file holds the conversation and is not silent or muted.")
+    embeddings, starts, window = window_embeddings(wav16k, on_progress)
+    speech = turns_to_mask(regions, int(starts[-1]) + window, FRAME_RATE_HZ).numpy()
+    coverage = np.cumsum(np.concatenate([[0], speech]))
+    speech_share = (coverage[starts + window] - coverage[starts]) / window
+    voiced = embeddings[speech_share >= MIN_WINDOW_SPEECH]
+    if len(voiced) < 2:
+        raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
+    return SpeechWindows(embeddings, starts, window, speech, voiced, speech_s)
+
+
 def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diarization:
     """Find the turns of the two speakers of a conversation.
 
@@ -165,21 +211,9 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
         MissingDependencyError: silero-vad or Resemblyzer's weight file is missing.
     """
     ndimage = import_optional("scipy.ndimage", "scipy", "smoothing speaker labels")
-    wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
-    check = (lambda: on_progress(0, 1)) if on_progress else None
-    regions = speech_regions(speech_probabilities(wav16k, check), wav16k.shape[0])
-    speech_s = sum(end - start for start, end in regions)
-    if not regions:
-        raise BMInputError("conversation", "contains no speech (voice activity detection found none).",
-                           "check that the file holds the conversation and is not silent or muted.")
-    embeddings, starts, window = window_embeddings(wav16k, on_progress)
-    num_frames = int(starts[-1]) + window
-    speech = turns_to_mask(regions, num_frames, FRAME_RATE_HZ).numpy()
-    coverage = np.cumsum(np.concatenate([[0], speech]))
-    speech_share = (coverage[starts + window] - coverage[starts]) / window
-    voiced = embeddings[speech_share >= MIN_WINDOW_SPEECH]
-    if len(voiced) < 2:
-        raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
+    found_speech = speech_windows(waveform, sample_rate, on_progress)
+    embeddings, starts, window, speech = found_speech.embeddings, found_speech.starts, found_speech.window, found_speech.speech
+    voiced, speech_s, num_frames = found_speech.voiced, found_speech.speech_s, speech.shape[0]
     concentration = voice_concentration(voiced)
     if concentration >= ONE_VOICE_R:
         raise _one_voice(f"the speaker embeddings of its {speech_s:.1f} s of speech are as close together as one "

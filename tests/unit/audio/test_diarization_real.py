@@ -6,7 +6,7 @@ DER uses pyannote.metrics (test-only dependency), with the NIST 0.25 s collar (`
 import numpy as np
 import pytest
 import torch
-from audio_fixtures import der
+from audio_fixtures import SOLO_SPANS, cards_clips, der, join_turns, stretches
 from signal_metrics import si_sdr
 
 from beyond_monologue.audio.conversation import split_by_turns
@@ -108,27 +108,6 @@ def test_silence_is_refused():
 
 
 # Speaker-count estimation (diarization module doc): real one-speaker and two-speaker recordings.
-SOLO_91 = [(21.78, 27.8), (14.75, 17.92), (9.92, 10.57)]  # sample.wav stretches where only speaker91 speaks
-SOLO_90 = [(10.57, 14.49), (18.59, 21.49), (27.85, 30.0), (8.32, 9.92)]  # ... only speaker90
-
-
-def recording(parts) -> np.ndarray:
-    """Parts joined by 0.4 s of silence, each at the same RMS (as in a conversation of separate turns)."""
-    gap = np.zeros(round(0.4 * SR), np.float32)
-    out = [gap]
-    for part in parts:
-        out += [part / np.sqrt(np.mean(part ** 2)) * 0.05, gap]
-    return np.concatenate(out).astype(np.float32)
-
-
-def stretches(mono, spans):
-    return [mono[round(a * SR):round(b * SR)] for a, b in spans]
-
-
-def cards_clips():
-    from audio_fixtures import POCKETSPHINX_DATA, read_wav
-
-    return [read_wav(path)[0] for path in sorted((POCKETSPHINX_DATA / "cards").glob("*.wav"))]
 
 
 @pytest.mark.parametrize("name", ["LibriVox clips 3+4 (10.5 s)", "pocketsphinx cards", "sample.wav speaker91 alone"])
@@ -137,9 +116,9 @@ def test_one_speaker_recordings_are_refused_with_the_fix(name, librivox, convers
     # split 6.8 s / 2.0 s into two "speakers" without a word
     parts = {"LibriVox clips 3+4 (10.5 s)": lambda: librivox[3:],
              "pocketsphinx cards": cards_clips,
-             "sample.wav speaker91 alone": lambda: stretches(conversation[0], SOLO_91)}[name]()
+             "sample.wav speaker91 alone": lambda: stretches(conversation[0], SOLO_SPANS["speaker91"])}[name]()
     with pytest.raises(BMInputError, match="one voice only") as error:
-        diarize(torch.from_numpy(recording(parts)), SR)
+        diarize(torch.from_numpy(join_turns(parts)), SR)
     assert error.value.input_name == "conversation"
     assert all(word in error.value.fix for word in ("talk", "'stereo'", "'turns'"))
     assert "concentration" in error.value.problem
@@ -148,7 +127,7 @@ def test_one_speaker_recordings_are_refused_with_the_fix(name, librivox, convers
 def test_a_one_speaker_recording_in_the_ambiguous_range_is_split_with_a_warning(conversation, caplog):
     # speaker90's solo stretches: concentration 0.857, inside sample.wav's two-speaker range (0.854-0.869)
     with caplog.at_level("WARNING", logger="beyond_monologue.audio.diarization"):
-        result = diarize(torch.from_numpy(recording(stretches(conversation[0], SOLO_90))), SR)
+        result = diarize(torch.from_numpy(join_turns(stretches(conversation[0], SOLO_SPANS["speaker90"]))), SR)
     assert ALIKE_R <= result.concentration < ONE_VOICE_R
     assert any("as alike as one speaker" in r.getMessage() and "'stereo'" in r.getMessage() for r in caplog.records)
 
@@ -164,7 +143,8 @@ def test_two_speaker_recordings_are_not_refused(conversation, span):
 
 
 def test_two_distinct_voices_give_no_warning(librivox, conversation, caplog):
-    mix = recording([librivox[0], *stretches(conversation[0], SOLO_91[:1]), librivox[1], *stretches(conversation[0], SOLO_91[1:2])])
+    solo = stretches(conversation[0], SOLO_SPANS["speaker91"])
+    mix = join_turns([librivox[0], solo[0], librivox[1], solo[1]])
     with caplog.at_level("WARNING", logger="beyond_monologue.audio.diarization"):
         result = diarize(torch.from_numpy(mix), SR)
     assert result.concentration < ALIKE_R
