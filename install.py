@@ -1,9 +1,10 @@
 """Install step run by ComfyUI-Manager (and scripts/setup_env.sh) after requirements.txt.
 
-Resemblyzer (speaker embeddings for BM Split Conversation's diarize mode) is installed with
-``--no-deps``: its metadata asks for the ``webrtcvad`` sdist (needs a C compiler) and the
-``typing`` backport (breaks Python 3). requirements.txt lists what it really imports
-(``webrtcvad-wheels``, ``librosa``, ``scipy``, ``numpy``).
+Resemblyzer (its bundled speaker-encoder weights ``resemblyzer/pretrained.pt`` for BM Split
+Conversation's diarize mode) is installed with ``--no-deps``: its metadata asks for the
+``webrtcvad`` sdist (needs a C compiler), the ``typing`` backport (breaks Python 3) and librosa.
+The pack never imports Resemblyzer: beyond_monologue/audio/voice_encoder.py rebuilds its network
+in torch and reads only the weight file (checked against the wheel's RECORD, ``weights_only``).
 
 facenet-pytorch (MTCNN face detection with its weights inside the wheel, and the InceptionResnetV1
 network of BM Evaluate Avatar's identity metric) is installed with ``--no-deps`` too: its metadata

@@ -1,8 +1,9 @@
 """Lazy imports of the pack's optional model libraries, with a clear message when one is missing.
 
-silero-vad, Resemblyzer and BS-RoFormer are needed only by some nodes, and Resemblyzer must be
-installed with ``--no-deps`` (its metadata pins the ``webrtcvad`` sdist and the ``typing``
-backport). ``install.py`` at the pack root does that; ComfyUI-Manager runs it on install.
+silero-vad and BS-RoFormer are needed only by some nodes. Resemblyzer (whose weight file the
+diarization reads, never its code) must be installed with ``--no-deps`` (its metadata pins the
+``webrtcvad`` sdist and the ``typing`` backport); ``install.py`` at the pack root does that and
+ComfyUI-Manager runs it on install. docs/DEVELOPING.md lists every runtime dependency and why.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ def import_optional(module: str, package: str, purpose: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming the PyPI ``package``.
 
     Args:
-        module: import name, e.g. ``"resemblyzer"``.
-        package: PyPI name and pin, e.g. ``"resemblyzer==0.1.4"``.
+        module: import name, e.g. ``"bs_roformer"``.
+        package: PyPI name and pin, e.g. ``"BS-RoFormer==0.3.10"``.
         purpose: what it is needed for, e.g. ``"speaker embeddings for diarization"``.
     """
     try:

@@ -36,7 +36,8 @@ class BMSplitConversation(io.ComfyNode):
                                tooltip="stereo: left channel = speaker_1, right = speaker_2. "
                                        "diarize: find the two voices in a mono mix (Silero VAD + Resemblyzer "
                                        "speaker embeddings; each moment goes to one voice, so overlaps go to the "
-                                       "closer one); run BM Separate Speech first if music is under it. "
+                                       "closer one; a recording whose voices are as alike as one speaker's is refused or warned about); "
+                                       "run BM Separate Speech first if music is under it. "
                                        "turns: mask the mono mix with the turns written below."),
                 io.Combo.Input("avatar_speaker", options=list(SPEAKER_CHOICES), default="speaker_1",
                                tooltip="Which speaker the avatar is. stereo: speaker_1 = left channel. "

@@ -70,12 +70,16 @@ class BMApplyDuplexAdapter(io.ComfyNode):
             node_id="BMApplyDuplexAdapter",
             display_name="BM Apply Duplex Adapter",
             category="BeyondMonologue/model",
+            # the Beyond Monologue adapter weights are not published (weights_manifest: waiting-for-weights)
+            is_experimental=True,
             description=(
                 "Attaches a dual-stream audio adapter to a native Wan model: a Talking and a Listening "
                 "cross-attention with the multi-head Gaussian kernel (MHGK) in every DiT block. Takes a "
                 "Beyond Monologue adapter (Wan2.2-TI2V-5B) or the public InfiniteTalk model patch "
                 "(Wan2.1-I2V-14B, Talking branch with frame-local attention). The audio itself comes per run "
-                "from the BM sampler; without it the model renders exactly as before."),
+                "from the BM sampler; without it the model renders exactly as before. Experimental: the Beyond "
+                "Monologue adapter weights are not published yet (train your own, or use the InfiniteTalk patch, "
+                "which is public)."),
             inputs=[
                 io.Model.Input("model", tooltip="A Wan model from Load Diffusion Model: Wan2.2-TI2V-5B for Beyond "
                                "Monologue adapters, Wan2.1-I2V-14B for InfiniteTalk."),
@@ -167,6 +171,7 @@ class BMSaveDuplexAdapter(io.ComfyNode):
             node_id="BMSaveDuplexAdapter",
             display_name="BM Save Duplex Adapter",
             category="BeyondMonologue/model",
+            is_experimental=True,  # saves the output of the experimental BM Train Duplex Adapter
             description=(
                 f"Saves a trained dual-stream adapter as a Beyond Monologue adapter file (docs/ADAPTER_FORMAT.md) in "
                 f"ComfyUI/models/{ADAPTER_FOLDER}, with its training metadata (stage, steps, samples, hours of audio, "

@@ -6,8 +6,14 @@ format is documented in ``beyond_monologue/audio/activity_timeline.py`` and docs
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+
+import av
+import folder_paths
 import torch
-from comfy_api.latest import ui
+from comfy_api.latest import Types, io, ui
 
 from ..beyond_monologue.audio.activity_timeline import TIMELINE_UI_KEY, conversation_timeline, timeline_payload
 from ..beyond_monologue.audio.duplex_audio import DuplexAudio
@@ -61,3 +67,31 @@ def duplex_timeline_ui(cls, duplex: DuplexAudio, talk: dict, listen: dict) -> di
         mix[:, : b.shape[-1]] += b[:1]
         audio = preview_file({"waveform": mix.clamp(-1, 1).unsqueeze(0), "sample_rate": talk["sample_rate"]}, cls)
     return {TIMELINE_UI_KEY: [timeline_payload(lanes, duplex.duration_s, audio)]}
+
+
+def video_preview_ui(video, node: str) -> ui.PreviewVideo | None:
+    """Save a VIDEO as a temp MP4 (H.264, as Save Video's ``auto``) and return ComfyUI's ``ui.PreviewVideo`` of it.
+
+    The file goes to ComfyUI's temp folder (emptied at every start) with Preview Audio's naming
+    (``ComfyUI_temp_<5 letters>_<counter>_.mp4``); the frontend plays it under the node like Save
+    Video's result, so a result can be watched without saving it. Costs one extra encode of the
+    video. An encoding failure only loses the preview (logged): the node's outputs are unaffected.
+
+    Args:
+        video: ComfyUI VIDEO (``VideoInput``), e.g. ``InputImpl.VideoFromComponents``.
+        node: node id for the log message.
+
+    Returns:
+        ``ui.PreviewVideo`` with one ``SavedResult(type="temp")``, or None when encoding failed.
+    """
+    width, height = video.get_dimensions()
+    prefix = "ComfyUI_temp_" + "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5))  # noqa: S311 - a file name, not a secret
+    folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+        prefix, folder_paths.get_temp_directory(), width, height)
+    file = f"{filename}_{counter:05}_.mp4"
+    try:
+        video.save_to(os.path.join(folder, file), format=Types.VideoContainer.MP4, codec=Types.VideoCodec.H264)
+    except (OSError, ValueError, RuntimeError, av.error.FFmpegError) as error:
+        logging.warning("%s: the video preview could not be encoded (%s); the outputs are unaffected.", node, error)
+        return None
+    return ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.temp)])

@@ -16,6 +16,7 @@ from ..beyond_monologue.video.color_match import OFFICIAL_STRENGTH, match_colors
 from ..beyond_monologue.video.compose import LAYOUTS, LENGTH_RULES, MAX_HOLD_S, check_frames, compose_dyadic
 from ..beyond_monologue.video.video_audio import fit_audio_to_frames, frame_rate, frames_covering_audio, mismatch_frames
 from ..beyond_monologue.video.video_decode import TileSpec, check_video_latent, decode_video
+from .ui_payloads import video_preview_ui
 
 FPS_RANGE = (1.0, 120.0)
 AUDIO_MISMATCH_WARN_FRAMES = 4  # one latent frame: more than the 4n+1 rounding of a render explains
@@ -129,6 +130,7 @@ class BMDecodeVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="BMDecodeVideo",
+            is_output_node=True,  # it previews its video (ui.PreviewVideo), so it runs without Save Video
             display_name="BM Decode Video",
             category="BeyondMonologue/video",
             description=(
@@ -174,7 +176,7 @@ class BMDecodeVideo(io.ComfyNode):
                 io.Image.Output("frames", display_name="frames",
                                 tooltip="The decoded frames, [frames, height, width, 3] in 0..1."),
                 io.Video.Output("video", display_name="video",
-                                tooltip="The frames with the audio muxed in at fps; connect Save Video."),
+                                tooltip="The frames with the audio muxed in at fps; connect Save Video. The node itself shows a preview player (a temp file, not saved)."),
             ],
         )
 
@@ -199,7 +201,8 @@ class BMDecodeVideo(io.ComfyNode):
         if color_reference is not None and color_match_strength > 0:
             fitted = fit_image(color_reference, frames.shape[2], frames.shape[1])  # the sampler's scale and crop
             frames = match_colors(frames, fitted, color_match_strength, on_chunk=_progress(frames.shape[0]))
-        return io.NodeOutput(*video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo"))
+        frames, video = video_with_audio(frames, clip, fps, "audio", "BMDecodeVideo")
+        return io.NodeOutput(frames, video, ui=video_preview_ui(video, "BMDecodeVideo"))
 
 
 class BMDyadicCompose(io.ComfyNode):
@@ -209,6 +212,7 @@ class BMDyadicCompose(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="BMDyadicCompose",
+            is_output_node=True,  # it previews its video (ui.PreviewVideo), so it runs without Save Video
             display_name="BM Dyadic Compose",
             category="BeyondMonologue/video",
             description=(
@@ -238,7 +242,7 @@ class BMDyadicCompose(io.ComfyNode):
                 io.Image.Output("frames", display_name="frames",
                                 tooltip="The composed frames, [frames, height, width, 3] in 0..1 (even sizes)."),
                 io.Video.Output("video", display_name="video",
-                                tooltip="The composed frames with the conversation muxed in at fps; connect Save Video."),
+                                tooltip="The composed frames with the conversation muxed in at fps; connect Save Video. The node itself shows a preview player (a temp file, not saved)."),
             ],
         )
 
@@ -253,7 +257,8 @@ class BMDyadicCompose(io.ComfyNode):
         a, b = check_frames(image_a, "image_a"), check_frames(image_b, "image_b")
         clip = check_audio(conversation, "conversation")
         frames = compose_dyadic(a, b, layout, length_rule, fps, gap, on_chunk=_progress(max(a.shape[0], b.shape[0])))
-        return io.NodeOutput(*video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose"))
+        frames, video = video_with_audio(frames, clip, fps, "conversation", "BMDyadicCompose")
+        return io.NodeOutput(frames, video, ui=video_preview_ui(video, "BMDyadicCompose"))
 
 
 NODES = [BMDecodeVideo, BMDyadicCompose]

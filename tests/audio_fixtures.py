@@ -54,6 +54,66 @@ def der(reference, hypothesis, collar_s: float) -> float:
     return DiarizationErrorRate(collar=2 * collar_s)(annotation(reference), annotation(hypothesis))
 
 
+# sample.wav stretches (seconds) where only one speaker talks (from sample.rttm, overlaps left out)
+SOLO_SPANS = {"speaker91": [(21.78, 27.8), (14.75, 17.92), (9.92, 10.57)],
+              "speaker90": [(10.57, 14.49), (18.59, 21.49), (27.85, 30.0), (8.32, 9.92)]}
+
+
+def stretches(mono: np.ndarray, spans, rate: int = SR) -> list[np.ndarray]:
+    """The parts of ``mono`` between each ``(start_s, end_s)``."""
+    return [mono[round(a * rate):round(b * rate)] for a, b in spans]
+
+
+def join_turns(parts, rate: int = SR) -> np.ndarray:
+    """Parts joined by 0.4 s of silence, each at the same RMS (a recording of separate turns), float32 ``[T]``."""
+    gap = np.zeros(round(0.4 * rate), np.float32)
+    out = [gap]
+    for part in parts:
+        out += [part / np.sqrt(np.mean(part ** 2)) * 0.05, gap]
+    return np.concatenate(out).astype(np.float32)
+
+
+def cards_clips() -> list[np.ndarray]:
+    """The five ``cards`` clips of pocketsphinx-testdata (one speaker, 16 kHz), float32 ``[T]`` each."""
+    return [read_wav(path)[0] for path in sorted((POCKETSPHINX_DATA / "cards").glob("*.wav"))]
+
+
+def speaker_count_recordings(librivox: list[np.ndarray], mono: np.ndarray) -> dict[str, tuple[int, np.ndarray]]:
+    """The real recordings the diarization's speaker-count thresholds were chosen on: name -> (speakers, [T]).
+
+    One speaker: pairs and all of the LibriVox clips, the cards clips, each sample.wav speaker's solo
+    stretches. Two speakers: sample.wav and excerpts, the two speakers' solo stretches interleaved,
+    LibriVox or cards with a sample.wav speaker, LibriVox with cards.
+    """
+    import itertools
+
+    cards = cards_clips()
+    s90, s91 = (stretches(mono, SOLO_SPANS[name]) for name in ("speaker90", "speaker91"))
+
+    def alternate(a, b):
+        return [part for pair in itertools.zip_longest(a, b) for part in pair if part is not None]
+
+    found = {f"LibriVox {i}+{j}": (1, join_turns([librivox[i], librivox[j]]))
+             for i, j in itertools.combinations(range(len(librivox)), 2)}
+    found.update({
+        "LibriVox all": (1, join_turns(librivox)),
+        "LibriVox first 2.5 clips": (1, join_turns([*librivox[:2], librivox[2][:len(librivox[2]) // 2]])),
+        "cards": (1, join_turns(cards)), "cards 0-2": (1, join_turns(cards[:3])),
+        "sample.wav speaker91 solos": (1, join_turns(s91)), "sample.wav speaker91 21.8-27.8 s": (1, join_turns(s91[:1])),
+        "sample.wav speaker90 solos": (1, join_turns(s90)),
+        "sample.wav": (2, mono), "sample.wav 6.5-18 s": (2, stretches(mono, [(6.5, 18.0)])[0]),
+        "sample.wav 9.9-21.5 s": (2, stretches(mono, [(9.9, 21.5)])[0]),
+        "sample.wav 14-30 s": (2, stretches(mono, [(14.0, 30.0)])[0]),
+        "sample.wav 18-30 s": (2, stretches(mono, [(18.0, 30.0)])[0]),
+        "speaker90 + speaker91 solos": (2, join_turns(alternate(s90, s91))),
+        "LibriVox + speaker91": (2, join_turns(alternate(librivox[:3], s91[:2]))),
+        "LibriVox + speaker90": (2, join_turns(alternate(librivox[:3], s90[:3]))),
+        "cards + speaker91": (2, join_turns(alternate(cards, s91[:2]))),
+        "LibriVox + cards": (2, join_turns(alternate(librivox[:3], cards[:3]))),
+    })
+    return found
+
+
 def audio_dict(samples: np.ndarray | torch.Tensor, rate: int) -> dict:
     """ComfyUI AUDIO from ``[T]`` or ``[C, T]`` samples."""
     wave = torch.as_tensor(samples, dtype=torch.float32)

@@ -5,9 +5,9 @@ Pipeline (all at 16 kHz, frames of 10 ms):
 1. Voice activity detection (:mod:`.vad`, Silero) gives the speech regions.
 2. Resemblyzer's GE2E speaker encoder (256-d, weights bundled in its wheel) embeds windows of
    ``EMBED_WINDOW_S`` seconds (its training length; 1.0 s and 2.0 s windows did worse on the real
-   conversation) every ``EMBED_HOP_S`` seconds of its own 40-band log-mel input.
+   conversation) every ``EMBED_HOP_S`` seconds of its own 40-band (power, not log) mel input (:mod:`.voice_encoder`).
 3. Windows that are at least ``MIN_WINDOW_SPEECH`` speech are clustered into two speakers with
-   k-means on unit vectors (spherical k-means, scikit-learn).
+   k-means on the unit vectors (:mod:`.kmeans`, torch).
 4. Every 10 ms frame takes the speaker whose centroid is, on average over the windows covering
    the frame, most similar; labels are median-filtered over ``SMOOTH_S`` and kept only inside
    speech regions. Turns shorter than ``MIN_TURN_S`` are dropped, gaps shorter than
@@ -17,31 +17,53 @@ Each speech frame gets exactly one speaker: overlapping speech goes to the domin
 (the turns of the two speakers do not overlap). Measured on the real two-speaker
 ``sample.wav`` (tests/unit/audio/test_diarization_real.py): DER 4.3 % with a 0.25 s collar, 15.5 % without.
 
-One voice only (documented behaviour, tested): the mode always looks for two speakers. A
-recording is refused (:class:`BMInputError` naming ``conversation``) when it has no speech, or when
-the second cluster gets less than ``MIN_SPEAKER_S`` seconds of speech (e.g. one short utterance).
-A longer monologue is NOT reliably detected: Resemblyzer scores the two similar voices of
-``sample.wav`` at 0.885 centroid cosine and halves of one LibriVox reader at 0.82-0.91, so no
-threshold separates them, and such a monologue comes out split in two "speakers". A warning is
-logged when the two centroids are closer than ``ALIKE_COSINE`` (a hint only). Use mode ``turns``
-(or connect a monologue straight to BM Dual Stream Encode) when the voices cannot be told apart.
+One voice only (speaker-count estimation, tested on real recordings): the mode looks for two
+speakers, but first estimates whether there are two from the embeddings. The statistic is the
+**mean resultant length** ``R = |mean of the voiced windows' unit embeddings|`` (0..1; directional
+statistics): the windows of one voice cluster tightly (high ``R``), two voices pull the mean apart.
+Measured with this pack's pipeline (``bench/audio_speaker_count.py`` prints the table; the
+recordings are ``tests/audio_fixtures.py::speaker_count_recordings``):
+
+* one speaker (17 real recordings: pairs and all of the five LibriVox clips of pocketsphinx-testdata,
+  its ``cards`` clips, the solo stretches of each sample.wav speaker): ``R`` = 0.857 to 0.924;
+* two speakers (10): sample.wav 0.854 (0.855 at 8, 22.05 and 48 kHz), its 11-15 s excerpts
+  0.859-0.869, the two speakers' solo stretches interleaved 0.839, mixes of two different people
+  (LibriVox, cards, a sample.wav speaker) 0.760-0.848.
+
+sample.wav's two (similar) voices overlap the one-voice range: no threshold separates all cases.
+Resemblyzer is also sensitive to the recording channel (two LibriVox clips of one reader reach a
+centroid cosine of 0.75, lower than two different people), so the centroid cosine is no better.
+The pack's choice, from these numbers:
+
+* ``R >= ONE_VOICE_R`` (0.88, 0.011 above the highest two-speaker value): refused as one voice
+  (:class:`BMInputError` naming ``conversation``, with the fix: talk-only, or stereo / turns mode).
+  Refuses 8 of the 17 one-speaker recordings, among them the 10.5 s LibriVox recording that was
+  split 6.8 s / 2.0 s before (``R`` = 0.900);
+* ``ALIKE_R <= R < ONE_VOICE_R`` (0.85): the split is made but a warning says that the voices are as
+  alike as one voice's and gives the same fix (every one-speaker recording measured gets at least
+  this warning; so does sample.wav);
+* below: two voices, no message.
+
+A recording is also refused when it has no speech, or when the second cluster gets less than
+``MIN_SPEAKER_S`` seconds of speech (e.g. one short utterance). Use mode ``stereo`` or ``turns`` (or
+connect a monologue straight to BM Dual Stream Encode's talk input) when the voices cannot be told apart.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import BMInputError
-from ..optional_deps import MissingDependencyError, import_optional
+from ..optional_deps import import_optional
 from .audio_checks import mono_at
+from .kmeans import kmeans
 from .turns import Turns, mask_to_turns, turns_to_mask
 from .vad import VAD_SAMPLE_RATE, speech_probabilities, speech_regions
+from .voice_encoder import FRAME_RATE_HZ, load_voice_encoder, mel_frames
 
 EMBED_WINDOW_S = 1.6  # Resemblyzer's own partial-utterance length (160 mel frames)
 EMBED_HOP_S = 0.1
@@ -50,8 +72,8 @@ SMOOTH_S = 0.21
 MIN_GAP_S = 0.2
 MIN_TURN_S = 0.2
 MIN_SPEAKER_S = 1.0
-ALIKE_COSINE = 0.9
-FRAME_RATE_HZ = 100  # Resemblyzer's mel frames (10 ms)
+ONE_VOICE_R = 0.88  # the pack's choice (module doc): refuse as one voice at or above
+ALIKE_R = 0.85  # the pack's choice (module doc): warn at or above
 SPEAKERS = ("speaker_1", "speaker_2")
 _BATCH = 256
 
@@ -67,39 +89,17 @@ class Diarization:
             by their first turn in time.
         speaker_cosine: cosine similarity of the two speakers' embedding centroids.
         speech_s: seconds of speech found by the VAD.
+        concentration: mean resultant length ``R`` of the voiced windows' unit embeddings (module doc).
     """
 
     turns: Turns
     speaker_cosine: float
     speech_s: float
-
-
-@functools.lru_cache(maxsize=1)
-def load_voice_encoder():
-    """Resemblyzer's ``VoiceEncoder`` on the CPU, loaded once per process.
-
-    Resemblyzer loads its bundled ``pretrained.pt`` with a plain ``torch.load``, which a user's
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (or an old torch) turns into a full unpickle. The file
-    is therefore first read here with ``weights_only=True`` (explicit, so no environment variable
-    overrides it): only if it holds nothing but tensors and numbers is it handed to Resemblyzer.
-
-    Raises:
-        MissingDependencyError: Resemblyzer (or its webrtcvad/librosa imports) is missing, or its
-            weight file holds more than tensors (refused rather than unpickled).
-    """
-    resemblyzer = import_optional("resemblyzer", "resemblyzer==0.1.4 (with --no-deps)",
-                                  "speaker embeddings for diarization")
-    weights = Path(resemblyzer.__file__).resolve().parent / "pretrained.pt"
-    try:
-        torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise MissingDependencyError(f"Resemblyzer's weight file {weights} cannot be loaded as plain tensors "
-                                     f"({error}); reinstall resemblyzer==0.1.4 from PyPI.") from error
-    return resemblyzer.VoiceEncoder("cpu", verbose=False, weights_fpath=weights)
+    concentration: float
 
 
 def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Speaker embeddings of overlapping windows.
+    """Speaker embeddings of overlapping windows (Resemblyzer's encoder, :mod:`.voice_encoder`).
 
     Args:
         wav16k: float32 ``[T]`` at 16 kHz.
@@ -107,10 +107,12 @@ def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarra
 
     Returns:
         ``(embeddings [W, 256] float32 unit vectors, starts [W] in 10 ms frames, window length in frames)``.
+
+    Raises:
+        MissingDependencyError: Resemblyzer's weight file is missing or refused (see :mod:`.voice_encoder`).
     """
     encoder = load_voice_encoder()
-    resemblyzer_audio = import_optional("resemblyzer.audio", "resemblyzer==0.1.4", "speaker embeddings")
-    mel = resemblyzer_audio.wav_to_mel_spectrogram(wav16k.numpy().astype(np.float32))
+    mel = mel_frames(wav16k)
     window = round(EMBED_WINDOW_S * FRAME_RATE_HZ)
     hop = round(EMBED_HOP_S * FRAME_RATE_HZ)
     if len(mel) < window:
@@ -121,17 +123,74 @@ def window_embeddings(wav16k: torch.Tensor, on_progress=None) -> tuple[np.ndarra
     out = []
     with torch.inference_mode():
         for i in range(0, len(starts), _BATCH):
-            batch = np.stack([mel[s:s + window] for s in starts[i:i + _BATCH]])
-            out.append(encoder(torch.from_numpy(batch)).numpy())
+            batch = torch.stack([mel[s:s + window] for s in starts[i:i + _BATCH]])
+            out.append(encoder(batch).numpy())
             if on_progress:
                 on_progress(min(i + _BATCH, len(starts)), len(starts))
     return np.concatenate(out), starts, window
 
 
+ONE_VOICE_FIX = ("for a monologue connect the audio to BM Dual Stream Encode's talk input directly (talk only); "
+                 "if two people do speak, use mode 'stereo' with one speaker per channel, or mode 'turns' with "
+                 "their turns.")
+
+
 def _one_voice(found: str) -> BMInputError:
-    return BMInputError("conversation", f"diarize mode found one voice only ({found}).",
-                        "for a monologue connect the audio to BM Dual Stream Encode's talk input directly; "
-                        "if two people do speak, use mode 'turns' with their turns (or a stereo file).")
+    return BMInputError("conversation", f"diarize mode found one voice only ({found}).", ONE_VOICE_FIX)
+
+
+def voice_concentration(embeddings: np.ndarray) -> float:
+    """Mean resultant length of unit embeddings: ``|mean_i e_i|`` in 0..1 (1 = all identical).
+
+    Args:
+        embeddings: float ``[W, D]`` unit vectors (Resemblyzer window embeddings).
+    """
+    return float(np.linalg.norm(embeddings.mean(axis=0)))
+
+
+@dataclass(frozen=True)
+class SpeechWindows:
+    """The embedded speech of a recording (:func:`speech_windows`).
+
+    Attributes:
+        embeddings: float32 ``[W, 256]`` unit embeddings of every window.
+        starts: ``[W]`` window starts in 10 ms frames; every window is ``window`` frames long.
+        speech: bool ``[F]`` voice activity per 10 ms frame.
+        voiced: the rows of ``embeddings`` whose window is at least ``MIN_WINDOW_SPEECH`` speech.
+        speech_s: seconds of speech found by the VAD.
+    """
+
+    embeddings: np.ndarray
+    starts: np.ndarray
+    window: int
+    speech: np.ndarray
+    voiced: np.ndarray
+    speech_s: float
+
+
+def speech_windows(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> SpeechWindows:
+    """Steps 1-2 of the module doc: voice activity, window embeddings, the windows that hold speech.
+
+    Args: as :func:`diarize`.
+
+    Raises:
+        BMInputError: no speech, or less than two voiced windows (too little to compare voices).
+    """
+    wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
+    check = (lambda: on_progress(0, 1)) if on_progress else None
+    regions = speech_regions(speech_probabilities(wav16k, check), wav16k.shape[0])
+    speech_s = sum(end - start for start, end in regions)
+    if not regions:
+        raise BMInputError("conversation", "contains no speech (voice activity detection found none).",
+                           "check that the file holds the conversation and is not silent or muted.")
+    embeddings, starts, window = window_embeddings(wav16k, on_progress)
+    speech = turns_to_mask(regions, int(starts[-1]) + window, FRAME_RATE_HZ).numpy()
+    coverage = np.cumsum(np.concatenate([[0], speech]))
+    speech_share = (coverage[starts + window] - coverage[starts]) / window
+    voiced = embeddings[speech_share >= MIN_WINDOW_SPEECH]
+    if len(voiced) < 2:
+        raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
+    return SpeechWindows(embeddings, starts, window, speech, voiced, speech_s)
 
 
 def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diarization:
@@ -147,29 +206,22 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
         :class:`Diarization` with the turns of ``speaker_1`` and ``speaker_2`` (seconds).
 
     Raises:
-        BMInputError: no speech at all, or a single voice (see the module doc).
-        MissingDependencyError: silero-vad, Resemblyzer or scikit-learn is missing.
+        BMInputError: no speech at all, or a single voice (concentration >= ``ONE_VOICE_R``, or too
+            little speech for a second voice; see the module doc).
+        MissingDependencyError: silero-vad or Resemblyzer's weight file is missing.
     """
-    cluster = import_optional("sklearn.cluster", "scikit-learn", "clustering speaker embeddings")
     ndimage = import_optional("scipy.ndimage", "scipy", "smoothing speaker labels")
-    wav16k = mono_at(waveform, sample_rate, VAD_SAMPLE_RATE)
-    check = (lambda: on_progress(0, 1)) if on_progress else None
-    regions = speech_regions(speech_probabilities(wav16k, check), wav16k.shape[0])
-    speech_s = sum(end - start for start, end in regions)
-    if not regions:
-        raise BMInputError("conversation", "contains no speech (voice activity detection found none).",
-                           "check that the file holds the conversation and is not silent or muted.")
-    embeddings, starts, window = window_embeddings(wav16k, on_progress)
-    num_frames = int(starts[-1]) + window
-    speech = turns_to_mask(regions, num_frames, FRAME_RATE_HZ).numpy()
-    coverage = np.cumsum(np.concatenate([[0], speech]))
-    speech_share = (coverage[starts + window] - coverage[starts]) / window
-    voiced = embeddings[speech_share >= MIN_WINDOW_SPEECH]
-    if len(voiced) < 2:
-        raise _one_voice(f"{speech_s:.1f} s of speech is too little to compare two voices")
+    found_speech = speech_windows(waveform, sample_rate, on_progress)
+    embeddings, starts, window, speech = found_speech.embeddings, found_speech.starts, found_speech.window, found_speech.speech
+    voiced, speech_s, num_frames = found_speech.voiced, found_speech.speech_s, speech.shape[0]
+    concentration = voice_concentration(voiced)
+    if concentration >= ONE_VOICE_R:
+        raise _one_voice(f"the speaker embeddings of its {speech_s:.1f} s of speech are as close together as one "
+                         f"speaker's: concentration {concentration:.3f} >= {ONE_VOICE_R}")
 
-    kmeans = cluster.KMeans(n_clusters=2, n_init=10, random_state=0).fit(voiced)
-    centroids = np.stack([voiced[kmeans.labels_ == k].mean(axis=0) for k in range(2)])
+    labels, _ = kmeans(torch.from_numpy(voiced), 2)
+    labels = labels.numpy()
+    centroids = np.stack([voiced[labels == k].mean(axis=0) for k in range(2)])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     cosine = float(centroids[0] @ centroids[1])
 
@@ -188,8 +240,10 @@ def diarize(waveform: torch.Tensor, sample_rate: int, on_progress=None) -> Diari
     seconds = [sum(end - start for start, end in turns) for turns in found]
     if min(seconds) < MIN_SPEAKER_S:
         raise _one_voice(f"the second voice speaks for {min(seconds):.1f} s of {speech_s:.1f} s of speech")
-    if cosine > ALIKE_COSINE:
-        log.warning("BMSplitConversation diarize: the two voices sound alike (cosine %.2f); "
-                    "check the turns, or use mode 'turns'.", cosine)
+    if concentration >= ALIKE_R:
+        log.warning("BMSplitConversation diarize: the voices are as alike as one speaker's recordings (concentration "
+                    "%.3f >= %s); the split may be of one voice. Check the turns in the timeline. Fix: %s",
+                    concentration, ALIKE_R, ONE_VOICE_FIX)
     found.sort(key=lambda turns: turns[0][0])
-    return Diarization(turns=dict(zip(SPEAKERS, found, strict=True)), speaker_cosine=cosine, speech_s=speech_s)
+    return Diarization(turns=dict(zip(SPEAKERS, found, strict=True)), speaker_cosine=cosine, speech_s=speech_s,
+                       concentration=concentration)

@@ -5,5 +5,6 @@ videos. Used by the demo command, the batch client (``beyond_monologue.batch``) 
 
 Modules: ``comfy_client`` (``ComfyClient``: HTTP/WebSocket API), ``comfy_launcher`` (``ComfyServer``,
 ``find_comfyui``), ``workflow_builder`` (``UIGraph``), ``workflow_format`` (``ui_to_api``),
-``example_workflows`` (``workflows/*.json`` from code), ``demo`` (the README's main command).
+``example_workflows`` (``workflows/*.json`` from code), ``listing_pictures`` (template thumbnails and
+the registry icon), ``demo`` (the README's main command).
 """

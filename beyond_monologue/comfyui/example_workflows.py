@@ -395,6 +395,10 @@ def main(argv: list[str] | None = None) -> None:
             object_info = ComfyClient(server.url).object_info()
     for path in write_all(object_info):
         print(f"wrote {path.relative_to(PACK_ROOT)}")
+    from . import listing_pictures  # the templates' thumbnails follow the graphs
+
+    for path in listing_pictures.write_all():
+        print(f"wrote {path.relative_to(PACK_ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The weights manifest: which model files exist, where each goes in ComfyUI, where it comes from.
 
 The data lives in ``weights_manifest/manifest.json`` (format: ``weights_manifest/manifest.schema.json``,
-documented in docs/WEIGHTS.md). This module loads it, validates it against the schema (``jsonschema``)
-and checks what a schema cannot say (every set names existing files, a set's status matches its
-files, a value and its evidence level agree). Nothing here touches the network or ComfyUI.
+documented in docs/WEIGHTS.md). The full JSON-schema validation of the pack's own manifest runs in
+the tests (tests/unit/weights/test_weights_manifest.py, ``jsonschema`` is a test-only dependency), not at
+every ComfyUI start. At load time this module checks, without ``jsonschema``, what a file that reaches
+disk or the network depends on (folder, file names, URL scheme: the patterns are read from the schema
+file itself), and what a schema cannot say (every set names existing files, a set's status matches
+its files, a value and its evidence level agree). Nothing here touches the network or ComfyUI.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,20 +172,49 @@ def _schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+def _safety_problem(document: dict) -> str | None:
+    """The first file field that could send a file or a request elsewhere, checked with the schema's own patterns."""
+    defs = _schema()["$defs"]["file"]["properties"]
+    folders = set(defs["folder"]["enum"])
+    name_pattern = re.compile(defs["filename"]["pattern"])
+    url_pattern = re.compile(defs["url"]["pattern"])
+    if not isinstance(document.get("files"), dict) or not isinstance(document.get("sets"), dict):
+        return "(top level): needs the objects 'files' and 'sets'"
+    for file_id, entry in document["files"].items():
+        if not isinstance(entry, dict):
+            return f"files/{file_id}: is not an object"
+        if entry.get("folder") not in folders:
+            return f"files/{file_id}/folder: {entry.get('folder')!r} is not one of {sorted(folders)}"
+        for i, name in enumerate([entry.get("filename"), *entry.get("alt_filenames", [])]):
+            if not isinstance(name, str) or not name_pattern.search(name) or "\n" in name:
+                where = "filename" if i == 0 else f"alt_filenames/{i - 1}"
+                return f"files/{file_id}/{where}: {name!r} does not match {name_pattern.pattern!r}"
+        url = entry.get("url")
+        if url is not None and (not isinstance(url, str) or not url_pattern.search(url)):
+            return f"files/{file_id}/url: {url!r} does not match {url_pattern.pattern!r}"
+    return None
+
+
 def validate_document(document: dict, where: str = "manifest") -> None:
-    """Check a parsed manifest against the schema and its internal consistency.
+    """Check a parsed manifest's safety-relevant fields and its internal consistency (no ``jsonschema``).
+
+    The complete schema check of the shipped manifest is a test; a hand-edited manifest that breaks
+    the schema elsewhere fails in :func:`parse_manifest` with a :class:`ManifestError`.
 
     Raises:
         ManifestError: the first problem found, with its JSON path.
     """
-    import jsonschema
+    problem = _safety_problem(document)
+    if problem:
+        raise ManifestError(f"{where}: {problem}")
+    try:
+        _check_consistency(document, where)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ManifestError(f"{where}: does not follow {SCHEMA_PATH.name} ({type(error).__name__}: {error}); "
+                            f"check it with the schema") from None
 
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = errors[0]
-        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ManifestError(f"{where}: {path}: {error.message}")
+
+def _check_consistency(document: dict, where: str) -> None:
     for file_id, entry in document["files"].items():
         for field in ("size_bytes", "sha256"):
             evidence = entry[field.split("_")[0] + "_evidence"]
@@ -203,7 +236,19 @@ def validate_document(document: dict, where: str = "manifest") -> None:
 
 
 def parse_manifest(document: dict, path: Path) -> Manifest:
-    """Build a :class:`Manifest` from a parsed (and validated) document."""
+    """Build a :class:`Manifest` from a parsed (and validated) document.
+
+    Raises:
+        ManifestError: a field is missing or of the wrong kind (the document breaks manifest.schema.json).
+    """
+    try:
+        return _parse(document, path)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ManifestError(f"{path}: does not follow {SCHEMA_PATH.name} ({type(error).__name__}: {error}); "
+                            f"check it with the schema") from None
+
+
+def _parse(document: dict, path: Path) -> Manifest:
     files = {}
     for file_id, entry in document["files"].items():
         fields = dict(entry)

@@ -30,6 +30,21 @@ def test_every_node_listed_with_category_description_and_tooltips(client, pack_n
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip in /object_info"
 
 
+def test_every_nodes_help_page_is_served_where_the_frontend_fetches_it(client, pack_nodes):
+    # NodeHelpService (frontend 1.32): /extensions/<pack folder>/docs/<node id>.md after the
+    # <node id>/<locale>.md variant; the pack folder is the second part of python_module
+    import urllib.request
+    from pathlib import Path
+
+    folder = PACK_MODULE.split(".", 1)[1]
+    docs = Path(__file__).resolve().parents[2] / "web" / "docs"
+    for node_id in pack_nodes:
+        url = f"{client.base_url}/extensions/{folder}/docs/{node_id}.md"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200, url
+            assert answer.read().decode() == (docs / f"{node_id}.md").read_text(), url
+
+
 @pytest.fixture(scope="module")
 def stereo_conversation(assets, tmp_path_factory):
     """The real two-speaker sample.wav made stereo with its ground-truth turns: left = speaker90, right = speaker91."""

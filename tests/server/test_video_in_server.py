@@ -102,6 +102,13 @@ def test_decode_and_compose_save_mp4s_with_audio_of_the_video_duration(client, i
     assert dyadic["frames"] == 21 and dyadic["size"] == (128, 64) and dyadic["fps"] == FPS
     assert math.isclose(dyadic["audio_s"], 21 / FPS, abs_tol=one_frame_s)
 
+    # both nodes also preview their VIDEO as a temp MP4 (ui.PreviewVideo), the same video as the saved one
+    for node, saved in (("4", single), ("8", dyadic)):
+        (entry,) = result.outputs[node]["images"]
+        assert entry["type"] == "temp" and result.outputs[node]["animated"] == [True]
+        preview = read_mp4(client, entry)
+        assert (preview["frames"], preview["size"], preview["fps"]) == (saved["frames"], saved["size"], saved["fps"])
+
 
 def test_wrong_vae_is_a_node_error_and_the_server_stays_up(client, inputs):
     prompt = {

@@ -114,6 +114,12 @@ def test_the_server_lists_the_ui_graphs_as_the_packs_templates(client):
     for name in NAMES:
         served = client.get_json(f"/api/workflow_templates/{PACK_DIR_NAME}/{name}.json")
         assert served == load(name)[0]
+        # the template browser's thumbnail, next to the graph (listing_pictures.py)
+        import urllib.request
+
+        url = f"{client.base_url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.read() == (WORKFLOWS_DIR / f"{name}.jpg").read_bytes(), url
 
 
 def test_dyadic_conversation_renders_the_real_conversation(client, inputs, tmp_path):

@@ -51,3 +51,27 @@ def test_compose_node_checks_a_linked_fps_when_it_runs(pack_nodes, pack):
             image_a=torch.rand(9, 8, 8, 3), image_b=torch.rand(9, 8, 8, 3),
             conversation={"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000},
             layout="stacked", length_rule="hold_last_frame", fps=0.0, gap=0)
+
+
+def test_compose_node_previews_the_video_as_a_playable_temp_mp4(pack_nodes):
+    import os
+
+    import av
+    import folder_paths
+
+    a, b = torch.rand(13, 32, 32, 3), torch.rand(13, 32, 32, 3)
+    conversation = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 16000}  # 0.5 s = 12.5 frames
+    output = pack_nodes["BMDyadicCompose"].execute(
+        image_a=a, image_b=b, conversation=conversation, layout="stacked", length_rule="hold_last_frame",
+        fps=25.0, gap=0)
+    frames = output.args[0]
+    preview = output.ui.as_dict()
+    assert preview["animated"] == (True,)  # what Save Video sends: the frontend shows a player
+    (entry,) = preview["images"]
+    assert entry["type"] == "temp" and entry["filename"].endswith(".mp4")
+    path = os.path.join(folder_paths.get_temp_directory(), entry["subfolder"], entry["filename"])
+    with av.open(path) as container:
+        video_frames = sum(1 for _ in container.decode(video=0))
+        assert container.streams.audio  # the conversation is in the preview too
+    assert video_frames == frames.shape[0]
+    os.remove(path)

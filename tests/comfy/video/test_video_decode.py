@@ -236,3 +236,21 @@ def test_a_linked_fps_is_checked_when_the_node_runs(decode_node, pack, wan21_vae
     with pytest.raises(pack.beyond_monologue.errors.BMInputError, match=r"^fps: .*Fix:"):
         decode_node.execute(latent={"samples": samples}, vae=wan21_vae, fps=0.0, tiled=False, tile_size=256,
                             tile_overlap=64)
+
+
+def test_node_previews_the_decoded_video_as_a_temp_mp4(decode_node, wan21_vae):
+    import os
+
+    import av
+    import folder_paths
+
+    output = decode_node.execute(latent=latent(frames=2), vae=wan21_vae, fps=16.0, tiled=False, tile_size=256,
+                                 tile_overlap=64, audio=None)
+    (entry,) = output.ui.as_dict()["images"]
+    assert entry["type"] == "temp" and entry["filename"].endswith(".mp4")
+    path = os.path.join(folder_paths.get_temp_directory(), entry["subfolder"], entry["filename"])
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (40, 32) and stream.average_rate == 16
+        assert sum(1 for _ in container.decode(video=0)) == output.args[0].shape[0] == 5
+    os.remove(path)

@@ -6,11 +6,11 @@ DER uses pyannote.metrics (test-only dependency), with the NIST 0.25 s collar (`
 import numpy as np
 import pytest
 import torch
-from audio_fixtures import der
+from audio_fixtures import SOLO_SPANS, cards_clips, der, join_turns, stretches
 from signal_metrics import si_sdr
 
 from beyond_monologue.audio.conversation import split_by_turns
-from beyond_monologue.audio.diarization import diarize
+from beyond_monologue.audio.diarization import ALIKE_R, ONE_VOICE_R, diarize
 from beyond_monologue.errors import BMInputError
 
 SR = 16000
@@ -42,7 +42,8 @@ def test_der_and_si_sdr_on_the_real_conversation(conversation):
         talk, listen, _ = split_by_turns(wave, rate, result.turns, match[avatar])
         scores[name] = (si_sdr(talk, ref_talk), si_sdr(listen, ref_listen))
     print(f"\nreal conversation sample.wav: DER {ders[0.25]:.1%} (0.25 s collar), {ders[0.125]:.1%} (0.125 s), "
-          f"{ders[0.0]:.1%} (no collar); speaker centroid cosine {result.speaker_cosine:.3f}")
+          f"{ders[0.0]:.1%} (no collar); speaker centroid cosine {result.speaker_cosine:.3f}, "
+          f"concentration {result.concentration:.3f}")
     for name, (talk_db, listen_db) in scores.items():
         print(f"  avatar = {name}: SI-SDR talk {talk_db:.1f} dB, listen {listen_db:.1f} dB")
     assert ders[0.25] < 0.15
@@ -104,3 +105,47 @@ def test_a_single_short_utterance_is_refused_as_one_voice(librivox):
 def test_silence_is_refused():
     with pytest.raises(BMInputError, match="no speech"):
         diarize(torch.zeros(1, 3 * SR), SR)
+
+
+# Speaker-count estimation (diarization module doc): real one-speaker and two-speaker recordings.
+
+
+@pytest.mark.parametrize("name", ["LibriVox clips 3+4 (10.5 s)", "pocketsphinx cards", "sample.wav speaker91 alone"])
+def test_one_speaker_recordings_are_refused_with_the_fix(name, librivox, conversation):
+    # measured concentration: 0.900, 0.903, 0.884 (>= ONE_VOICE_R = 0.88); before, the first came out
+    # split 6.8 s / 2.0 s into two "speakers" without a word
+    parts = {"LibriVox clips 3+4 (10.5 s)": lambda: librivox[3:],
+             "pocketsphinx cards": cards_clips,
+             "sample.wav speaker91 alone": lambda: stretches(conversation[0], SOLO_SPANS["speaker91"])}[name]()
+    with pytest.raises(BMInputError, match="one voice only") as error:
+        diarize(torch.from_numpy(join_turns(parts)), SR)
+    assert error.value.input_name == "conversation"
+    assert all(word in error.value.fix for word in ("talk", "'stereo'", "'turns'"))
+    assert "concentration" in error.value.problem
+
+
+def test_a_one_speaker_recording_in_the_ambiguous_range_is_split_with_a_warning(conversation, caplog):
+    # speaker90's solo stretches: concentration 0.857, inside sample.wav's two-speaker range (0.854-0.869)
+    with caplog.at_level("WARNING", logger="beyond_monologue.audio.diarization"):
+        result = diarize(torch.from_numpy(join_turns(stretches(conversation[0], SOLO_SPANS["speaker90"]))), SR)
+    assert ALIKE_R <= result.concentration < ONE_VOICE_R
+    assert any("as alike as one speaker" in r.getMessage() and "'stereo'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("span", [(0.0, 30.0), (9.9, 21.5)])
+def test_two_speaker_recordings_are_not_refused(conversation, span):
+    # sample.wav: 0.854 whole, 0.869 for this 11.6 s excerpt (the highest two-speaker value measured)
+    mono = conversation[0]
+    result = diarize(torch.from_numpy(mono[round(span[0] * SR):round(span[1] * SR)]), SR)
+    print(f"\nsample.wav {span[0]}-{span[1]} s: concentration {result.concentration:.4f}")
+    assert result.concentration < ONE_VOICE_R - 0.005
+    assert all(turns for turns in result.turns.values())
+
+
+def test_two_distinct_voices_give_no_warning(librivox, conversation, caplog):
+    solo = stretches(conversation[0], SOLO_SPANS["speaker91"])
+    mix = join_turns([librivox[0], solo[0], librivox[1], solo[1]])
+    with caplog.at_level("WARNING", logger="beyond_monologue.audio.diarization"):
+        result = diarize(torch.from_numpy(mix), SR)
+    assert result.concentration < ALIKE_R
+    assert not [r for r in caplog.records if "as alike" in r.getMessage()]

@@ -35,3 +35,39 @@ def test_cancel_raised_between_blocks_stops_the_pass(librivox):
 
     with pytest.raises(Cancelled):
         speech_probabilities(voice, cancel)
+
+
+@pytest.mark.parametrize("recording", ["librivox", "sample.wav"])
+def test_onnx_and_torchscript_backends_give_the_same_probabilities_on_real_speech(recording, librivox, conversation):
+    # measured: max |onnx - torchscript| = 1.2e-6 (LibriVox) and 2.0e-6 (sample.wav); 1e-4 leaves room
+    # for other CPUs' float rounding while staying far below anything that moves a 0.5 threshold
+    voice = torch.from_numpy(np.concatenate(librivox) if recording == "librivox" else conversation[0])
+    onnx = speech_probabilities(voice, backend="onnx")
+    script = speech_probabilities(voice, backend="torchscript")
+    assert onnx.shape == script.shape
+    assert (onnx - script).abs().max() < 1e-4
+    assert onnx.max() > 0.9 and onnx.min() < 0.1  # real speech and real pauses were both seen
+    assert torch.equal(onnx > 0.5, script > 0.5)
+
+
+def test_without_onnxruntime_the_wheels_torchscript_model_is_used():
+    import importlib.util
+
+    from beyond_monologue.audio import vad
+
+    real_find_spec = importlib.util.find_spec
+    vad.vad_backend.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(importlib.util, "find_spec",
+                          lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+            assert vad.vad_backend() == "torchscript"
+            assert isinstance(vad.load_vad(), torch.jit.ScriptModule)
+    finally:
+        vad.vad_backend.cache_clear()
+    assert vad.vad_backend() == "onnx"  # this environment has onnxruntime
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="torchscript"):
+        load_vad("tensorrt")

@@ -139,3 +139,30 @@ def test_manual_instructions_list_folder_file_url_and_hash():
     for file in manifest.get_set("infinitetalk-wan21-14b-480p").files(required_only=True):
         assert f"models/{file.folder}/{file.filename}" in text and file.url in text
     assert "sha256 c3355d30191f1f066b26d93fba017ae9809dce6c627dda5f6a66eaa651204f68 (verified)" in text
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["files"]["wan22_vae"].pop("licence"),
+    lambda d: d["files"]["wan22_vae"].update(mirror="elsewhere"),
+    lambda d: d["sets"]["speech-separation"].pop("files"),
+])
+def test_other_schema_breaks_are_a_manifest_error_without_jsonschema(document, edit, tmp_path):
+    broken = copy.deepcopy(document)
+    edit(broken)
+    with pytest.raises(jsonschema.ValidationError):  # the schema test catches it for the shipped file
+        jsonschema.validate(broken, json.loads(SCHEMA_PATH.read_text()))
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ManifestError, match=r"does not follow manifest\.schema\.json"):
+        load_manifest(path)
+
+
+def test_loading_the_manifest_does_not_import_jsonschema():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom beyond_monologue.weights import load_manifest\nload_manifest()\n"
+            "print('jsonschema' in sys.modules)")
+    root = str(DEFAULT_MANIFEST.parents[1])
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
