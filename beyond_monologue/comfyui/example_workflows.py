@@ -9,6 +9,8 @@ template browser) and their API-format twins ``workflows/api/*.json`` with batch
    (Wan2.1-I2V-14B-480P with CLIP ViT-H, set ``infinitetalk-wan21-14b-480p``), official settings;
    ``infinitetalk_lightx2v``: the same with the lightx2v distillation LoRA (the fast recipe).
 5. ``dyadic_infinitetalk``: the dyadic conversation of 1. on the public InfiniteTalk weights.
+6. ``two_people_one_frame``: two people in one picture, each speaking their stream of one recording
+   (InfiniteTalk multi patch, BM Sampler ``speaker_regions``).
 4. ``train_duplex_adapter``: a conversation video -> training samples -> BM Train Duplex Adapter ->
    BM Save Duplex Adapter and Plot Loss Graph (Wan2.2-TI2V-5B).
 
@@ -39,6 +41,7 @@ PORTRAIT_A, PORTRAIT_B = "grace_hopper.jpg", "astronaut.png"  # placed in ComfyU
 CONVERSATION = "sample.wav"
 SPEAKER_STREAMS = ("sample_speaker_1.wav", "sample_speaker_2.wav")
 TRAINING_CLIP = "training_clip.mp4"  # a stereo conversation clip the demo makes (demo.training_clip)
+TWO_PEOPLE = "two_people.png"  # portraits A and B side by side, 832x480, made by the demo (demo.two_people_picture)
 COLOURS = {"models": "#3f789e", "prompt": "#3f789e", "audio": "#8A8", "settings": "#b58b2a", "a": "#a1309b",
            "b": "#88A", "output": "#444"}
 
@@ -410,6 +413,56 @@ def dyadic_infinitetalk(object_info: dict) -> ExampleWorkflow:
     return _finish(b, "dyadic_infinitetalk", targets, (0.35, 200.0, 300.0))
 
 
+def two_people_one_frame(object_info: dict) -> ExampleWorkflow:
+    """Workflow 6: two people in one picture talk with each other (InfiniteTalk multi patch, Wan2.1-I2V-14B-480P).
+
+    One recording -> BM Split Conversation (talk = speaker 1, the person on the left; listen = speaker 2) -> BM
+    Dual Stream Encode -> BM Sampler with ``speaker_regions`` left_right (the official L-RoPE binding and region
+    routing; masks for other layouts) -> BM Decode Video with the whole conversation as soundtrack -> Save Video.
+    """
+    b = _Builder(object_info, "two_people_one_frame")
+    g = b.graph
+    models = b.models_wan21(520, 40, patch="infinitetalk_multi_fp16")
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
+    g.group("Prompt", [models["positive"], models["negative"]], COLOURS["prompt"])
+    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
+    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
+                   title="Split: talk = speaker_1 (left), listen = speaker_2 (right)", size=(420, 380))
+    g.link(conversation, 0, split, "conversation")
+    g.group("Conversation", [conversation, split], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    g.group("Video settings", [fps], COLOURS["settings"])
+    settings = {**INFINITETALK_SETTINGS, "speaker_regions": "left_right"}
+    people = b.avatar(1400, 240, models, TWO_PEOPLE, 1, (832, 480), "(both people)", fps, talk=(split, "talk"),
+                      listen=(split, "listen"), decode_audio=(conversation, 0), sampler=settings)
+    g.group("Two people: speaker 1 on the left, speaker 2 on the right", list(people.values()), COLOURS["a"])
+    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": "beyond_monologue/two_people"}, size=(480, 400))
+    g.link(people["decode"], "video", save, "video")
+    g.note(files_note(
+        "Two people in one frame with InfiniteTalk (public weights)",
+        "One picture with two people and one conversation recording: each person speaks their own lines. Uses the "
+        "two-speaker InfiniteTalk patch (wan2.1_infiniteTalk_multi) with the official speaker binding (L-RoPE) and "
+        "region routing. BM Split Conversation gives speaker 1 (talk) to the person on the left and speaker 2 "
+        "(listen) to the person on the right; if the order is wrong, set avatar_speaker to speaker_2. "
+        "speaker_regions left_right uses the official default boxes (each half of the frame); for other layouts "
+        "set it to masks and connect one mask per person (draw them in the Mask Editor of Load Image). The "
+        "picture should have the video's aspect (832x480): a crop that would cut a person out is refused. The "
+        "single-speaker patch has the same tensors as the multi one, so loading it here is not detected: use "
+        "wan2.1_infiniteTalk_multi. The picture's CLIP vision features go to every model call, as in the official "
+        "generator. Official settings without a LoRA (40 steps, shift 7, text CFG 5, audio CFG 4).",
+        "infinitetalk-wan21-14b-480p", ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_multi_fp16",
+                                        "wan21_vae_bf16_kijai", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16",
+                                        "clip_vision_h"]),
+        (0, 40), (460, 860), "Read me: two people in one frame")
+    sampler = people["sampler"]
+    targets = {"conversation": (conversation, "audio"), "picture": (people["image"], "image"),
+               "prompt": (models["positive"], "text"), "split_mode": (split, "mode"),
+               "speaker_left": (split, "avatar_speaker"), "turns": (split, "turns"), "fps": (fps, "value"),
+               "width": (sampler, "width"), "height": (sampler, "height"), "seed": (sampler, "seed"),
+               "steps": (sampler, "steps"), "speaker_regions": (sampler, "speaker_regions")}
+    return _finish(b, "two_people_one_frame", targets, (0.45, 200.0, 250.0))
+
+
 def train_duplex_adapter(object_info: dict) -> ExampleWorkflow:
     """Workflow 4: train the duplex adapter on a conversation video with the base model frozen (Wan2.2-TI2V-5B)."""
     b = _Builder(object_info, "train_duplex_adapter")
@@ -468,7 +521,7 @@ def train_duplex_adapter(object_info: dict) -> ExampleWorkflow:
 
 
 BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar, infinitetalk_lightx2v,
-            dyadic_infinitetalk, train_duplex_adapter)
+            dyadic_infinitetalk, two_people_one_frame, train_duplex_adapter)
 
 
 def build_all(object_info: dict) -> list[ExampleWorkflow]:

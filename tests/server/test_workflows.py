@@ -195,6 +195,21 @@ def test_dyadic_infinitetalk_renders_the_real_conversation(client, inputs, tmp_p
     assert_lasts_the_conversation(info, settings["fps"], (2 * settings["width"], settings["height"]))  # side by side
 
 
+def test_two_people_one_frame_renders_the_real_conversation(client, inputs, tmp_path):
+    _, api, mapping = load("two_people_one_frame")
+    clip_vision_fed_to_every_sampler(api)
+    patch = next(node for node in api.values() if node["class_type"] == "BMApplyDuplexAdapter")
+    assert patch["inputs"]["adapter"] == "wan2.1_infiniteTalk_multi_fp16.safetensors"
+    # 64x32 keeps the 832x480 picture's aspect closely enough (a 32x32 crop would cut a person and is refused)
+    values = {"conversation": inputs["conversation"], "picture": inputs["two_people"], "fps": 5.0, "width": 64,
+              "height": 32, "steps": 2}
+    prompt = set_inputs(api, mapping, values)
+    sampler = next(node["inputs"] for node in prompt.values() if node["class_type"] == "BMSampler")
+    assert sampler["speaker_regions"] == "left_right"
+    info = render(client, prompt, tmp_path)
+    assert_lasts_the_conversation(info, 5.0, (64, 32))
+
+
 def test_train_duplex_adapter_trains_saves_and_the_file_renders_the_full_duplex_example(client, comfy_server, inputs,
                                                                                          tmp_path):
     _, api, mapping = load("train_duplex_adapter")
