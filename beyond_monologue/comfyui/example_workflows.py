@@ -120,7 +120,8 @@ class _Builder:
         ``size``: ``(width, height)`` sampler widgets, or ``{"width": node, "height": node}`` primitives
         linked to them; ``talk``/``listen``/``decode_audio``: ``(node, output)`` sources. With a
         ``models["clip_vision"]`` loader (Wan2.1-I2V), a CLIP Vision Encode of the portrait (crop none,
-        as the official InfiniteTalk generator encodes the whole reference) feeds the sampler.
+        as the official InfiniteTalk generator encodes the whole reference) feeds the sampler, and the portrait
+        is BM Decode Video's ``color_reference`` (the official colour correction, default strength 1).
         """
         g = self.graph
         image = g.node("LoadImage", (x, y), {"image": portrait}, title=f"Portrait {label}", size=(320, 380))
@@ -153,6 +154,8 @@ class _Builder:
         g.link(fps, 0, decode, "fps")
         if decode_audio:
             g.link(*decode_audio, decode, "audio")
+        if "clip_vision" in models:  # InfiniteTalk: the official colour correction towards the portrait (strength 1)
+            g.link(image, 0, decode, "color_reference")
         return {**nodes, "decode": decode}
 
     def models_5b(self, x: float, y: float) -> dict[str, UINode]:
@@ -300,7 +303,8 @@ FILES_INFINITETALK = ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_single_f
 INFINITETALK_HOW = (
     "Runs on the public files of ComfyUI's own InfiniteTalk template plus CLIP ViT-H: the InfiniteTalk model patch "
     "is the talking branch (frame-local audio attention), the reference portrait is frame 0 of every window and its "
-    "CLIP vision features (CLIP Vision Encode, crop none) go to every model call, as in the official generator. "
+    "CLIP vision features (CLIP Vision Encode, crop none) go to every model call, as in the official generator; "
+    "BM Decode Video matches the colours to the portrait (the official colour correction, strength 1). "
     "InfiniteTalk has no listening branch: while the talk stream is silent the avatar shows InfiniteTalk's "
     "silent-audio behaviour (it listens), and cfg_listen stays 1 (one model call fewer per step).")
 
