@@ -294,7 +294,8 @@ def full_duplex_avatar(object_info: dict) -> ExampleWorkflow:
 INFINITETALK_SETTINGS = {"steps": 40, "sampler_name": "euler", "scheduler": "infinitetalk_linear", "shift": 7.0,
                          "cfg_text": 5.0, "cfg_talk": 4.0, "cfg_listen": 1.0}
 # With the lightx2v distillation LoRA: text CFG 1 and audio CFG 2 (two passes) and shift 2 from the official README
-# (its LoRA command and its sample_*_guide_scale notes); 6 steps from ComfyUI's own template video_wan2_1_infinitetalk
+# (its LoRA command and its sample_*_guide_scale notes, MeiGen-AI/InfiniteTalk 0107cd9); 6 steps from ComfyUI's own
+# template video_wan2_1_infinitetalk (Comfy-Org/workflow_templates 2a0b959)
 # (BasicScheduler normal, 6 steps, euler, CFGGuider 1, LoRA strength 1, no ModelSamplingSD3 node, so Wan's default
 # shift 8), which lies inside the README's "4~8 steps" (it names 4 for lightx2v, 8 for FusionX).
 LIGHTX2V_SETTINGS = {**INFINITETALK_SETTINGS, "steps": 6, "shift": 2.0, "cfg_text": 1.0, "cfg_talk": 2.0}
