@@ -33,6 +33,11 @@ MAX_SIZE = 16384  # ComfyUI's nodes.MAX_RESOLUTION
 SIZE_STEP = 16  # the smallest multiple any Wan backbone needs (Wan2.1 VAE 8 x patch 2); Wan2.2-5B needs 32
 MAX_MOTION_LATENTS = 16
 MAX_WINDOW_FRAMES = 1001
+# Two people in one frame (the pack's choices): a stream counts as speaking when some frame's voice activity
+# (Silero speech probability) passes Silero's usual 0.5, and the reference's centre crop to the video's aspect
+# may drop at most 20 % of its width or height (more and a person at the edge is cut out of the frame).
+SPEECH_PROBABILITY = 0.5
+MAX_TWO_PEOPLE_CROP = 0.2
 KERNEL_INPUTS = ("talk_sigma", "talk_alpha", "listen_sigma", "listen_alpha")
 GUIDANCE_METHODS = ("cfg", "apg")
 LAST_WINDOWS = ("auto", "full_mirrored", "shortened")
@@ -222,10 +227,40 @@ class BMSampler(io.ComfyNode):
             raise BMInputError("speaker_regions", f"is {speaker_regions}, but two people in one frame need the "
                                "InfiniteTalk multi patch.", "load wan2.1_infiniteTalk_multi with BM Apply Duplex "
                                "Adapter, or set speaker_regions to off.")
+        if masks is not None:
+            _check_two_people(duplex_audio, reference, width, height)
         settings = SamplingSettings(steps, sampler_name, scheduler, seed, GuidanceScales(cfg_text, cfg_talk, cfg_listen),
                                     window_latents, motion_latents, guide_offset, kernels, apg, full_last, masks)
         samples = sample_long_video(model, positive, negative, duplex_audio, ref, settings, _step_callback(model))
         return io.NodeOutput({"samples": samples})
+
+
+def _check_two_people(duplex_audio, reference, width: int, height: int) -> None:
+    """Refuse a two-people run that cannot be right: a speaker without speech, or a reference whose centre crop
+    to ``width`` x ``height`` would cut away more than :data:`MAX_TWO_PEOPLE_CROP` of it.
+
+    Not checkable: a single-speaker InfiniteTalk patch in a two-people graph (the single and multi files hold
+    the same tensors, so nothing in the keys tells them apart).
+
+    Raises:
+        BMInputError: ``duplex_audio`` with a silent stream, or ``reference`` of the wrong aspect.
+    """
+    for stream, who in (("talk", "speaker 1"), ("listen", "speaker 2")):
+        activity = getattr(duplex_audio, f"{stream}_activity")
+        if not bool((activity > SPEECH_PROBABILITY).any()):
+            raise BMInputError("duplex_audio", f"has no speech in its {stream} stream ({who}), but "
+                               "speaker_regions puts two speaking people in one frame.",
+                               "give each person their own stream (BM Split Conversation: talk = speaker 1, listen = "
+                               "speaker 2, into BM Dual Stream Encode), or set speaker_regions to off for one avatar.")
+    image_height, image_width = reference.shape[1:3]
+    image_aspect, video_aspect = image_width / image_height, width / height
+    kept = min(image_aspect / video_aspect, video_aspect / image_aspect)
+    if kept < 1 - MAX_TWO_PEOPLE_CROP:
+        side = "width" if image_aspect > video_aspect else "height"
+        raise BMInputError("reference", f"is {image_width}x{image_height} but the video is {width}x{height}: the "
+                           f"centre crop would cut {1 - kept:.0%} of the picture's {side}, and with it a person at "
+                           "the edge.", f"set width and height to the picture's aspect (e.g. {width}x"
+                           f"{round(width / image_aspect / SIZE_STEP) * SIZE_STEP}), or crop the picture first.")
 
 
 def _setting_problem(width, height, window_frames, motion_latents) -> BMInputError | None:

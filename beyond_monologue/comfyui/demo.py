@@ -37,7 +37,15 @@ from ..weights.messages import CLI, manual_instructions
 from ..weights.verify import FileReport, Status, models_dir_of, verify_set
 from .comfy_client import ComfyClient, PromptResult
 from .comfy_launcher import PACK_ROOT, ComfyServer
-from .example_workflows import CONVERSATION, PORTRAIT_A, PORTRAIT_B, SPEAKER_STREAMS, TRAINING_CLIP, WORKFLOWS_DIR
+from .example_workflows import (
+    CONVERSATION,
+    PORTRAIT_A,
+    PORTRAIT_B,
+    SPEAKER_STREAMS,
+    TRAINING_CLIP,
+    TWO_PEOPLE,
+    WORKFLOWS_DIR,
+)
 from .workflow_format import get_inputs, set_inputs
 
 DEMO_SET = "beyond-monologue-wan22-5b"
@@ -186,7 +194,8 @@ def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
     A file already there with the same content is reused; one with the same name but other content
     is kept, and ComfyUI stores ours as ``name (1).ext``.
 
-    Keys: ``conversation``, ``portrait_a``, ``portrait_b``, ``speaker_1``, ``speaker_2``, ``training_clip``.
+    Keys: ``conversation``, ``portrait_a``, ``portrait_b``, ``speaker_1``, ``speaker_2``, ``training_clip``,
+    ``two_people``.
 
     Raises:
         DemoError: an input is missing (run ``scripts/fetch_assets.py``).
@@ -206,7 +215,22 @@ def place_inputs(client: ComfyClient, assets: Path = ASSETS) -> dict[str, str]:
         for key, path in zip(("speaker_1", "speaker_2"), streams, strict=True):
             names[key] = upload(path)
         names["training_clip"] = upload(training_clip(assets, streams, Path(folder)))
+        names["two_people"] = upload(two_people_picture(assets, Path(folder)))
     return names
+
+
+def two_people_picture(assets: Path, folder: Path, width: int = 832, height: int = 480) -> Path:
+    """A stand-in picture of two people side by side (``TWO_PEOPLE`` in ``folder``): portrait A on the left
+    (speaker 1), portrait B on the right, each centre-cropped to half of ``width`` x ``height`` (PNG)."""
+    from PIL import Image, ImageOps
+
+    canvas = Image.new("RGB", (width, height))
+    for i, name in enumerate((PORTRAIT_A, PORTRAIT_B)):
+        half = ImageOps.fit(Image.open(assets / name).convert("RGB"), (width // 2, height), Image.LANCZOS)
+        canvas.paste(half, (i * (width // 2), 0))
+    path = folder / TWO_PEOPLE
+    canvas.save(path)
+    return path
 
 
 def training_clip(assets: Path, streams: list[Path], folder: Path, start_s: float = 9.0, frames: int = 41,

@@ -6,7 +6,11 @@ template browser) and their API-format twins ``workflows/api/*.json`` with batch
    BM Dyadic Compose -> Save Video, on Wan2.2-TI2V-5B (set ``beyond-monologue-wan22-5b``).
 2. ``full_duplex_avatar``: one avatar from two audio files (its own speech, the other person's).
 3. ``infinitetalk_talking_avatar``: a talking avatar on the public InfiniteTalk weights
-   (Wan2.1-I2V-14B-480P, set ``infinitetalk-wan21-14b-480p``).
+   (Wan2.1-I2V-14B-480P with CLIP ViT-H, set ``infinitetalk-wan21-14b-480p``), official settings;
+   ``infinitetalk_lightx2v``: the same with the lightx2v distillation LoRA (the fast recipe).
+5. ``dyadic_infinitetalk``: the dyadic conversation of 1. on the public InfiniteTalk weights.
+6. ``two_people_one_frame``: two people in one picture, each speaking their stream of one recording
+   (InfiniteTalk multi patch, BM Sampler ``speaker_regions``).
 4. ``train_duplex_adapter``: a conversation video -> training samples -> BM Train Duplex Adapter ->
    BM Save Duplex Adapter and Plot Loss Graph (Wan2.2-TI2V-5B).
 
@@ -37,6 +41,7 @@ PORTRAIT_A, PORTRAIT_B = "grace_hopper.jpg", "astronaut.png"  # placed in ComfyU
 CONVERSATION = "sample.wav"
 SPEAKER_STREAMS = ("sample_speaker_1.wav", "sample_speaker_2.wav")
 TRAINING_CLIP = "training_clip.mp4"  # a stereo conversation clip the demo makes (demo.training_clip)
+TWO_PEOPLE = "two_people.png"  # portraits A and B side by side, 832x480, made by the demo (demo.two_people_picture)
 COLOURS = {"models": "#3f789e", "prompt": "#3f789e", "audio": "#8A8", "settings": "#b58b2a", "a": "#a1309b",
            "b": "#88A", "output": "#444"}
 
@@ -113,7 +118,10 @@ class _Builder:
         """Portrait + Dual Stream Encode + Sampler + Decode Video of one avatar; returns its nodes.
 
         ``size``: ``(width, height)`` sampler widgets, or ``{"width": node, "height": node}`` primitives
-        linked to them; ``talk``/``listen``/``decode_audio``: ``(node, output)`` sources.
+        linked to them; ``talk``/``listen``/``decode_audio``: ``(node, output)`` sources. With a
+        ``models["clip_vision"]`` loader (Wan2.1-I2V), a CLIP Vision Encode of the portrait (crop none,
+        as the official InfiniteTalk generator encodes the whole reference) feeds the sampler, and the portrait
+        is BM Decode Video's ``color_reference`` (the official colour correction, default strength 1).
         """
         g = self.graph
         image = g.node("LoadImage", (x, y), {"image": portrait}, title=f"Portrait {label}", size=(320, 380))
@@ -133,13 +141,22 @@ class _Builder:
         if not isinstance(size, tuple):
             g.link(size["width"], 0, sample, "width")
             g.link(size["height"], 0, sample, "height")
+        nodes = {"image": image, "encode": encode, "sampler": sample}
+        if "clip_vision" in models:
+            vision = g.node("CLIPVisionEncode", (x, y + 640), {"crop": "none"}, title=f"CLIP vision {label}".strip())
+            g.link(models["clip_vision"], 0, vision, "clip_vision")
+            g.link(image, 0, vision, "image")
+            g.link(vision, 0, sample, "clip_vision_output")
+            nodes["clip_vision"] = vision
         decode = g.node("BMDecodeVideo", (x + 720, y), {"fps": 25.0}, title=f"Decode {label}")
         g.link(sample, 0, decode, "latent")
         g.link(models["vae"], 0, decode, "vae")
         g.link(fps, 0, decode, "fps")
         if decode_audio:
             g.link(*decode_audio, decode, "audio")
-        return {"image": image, "encode": encode, "sampler": sample, "decode": decode}
+        if "clip_vision" in models:  # InfiniteTalk: the official colour correction towards the portrait (strength 1)
+            g.link(image, 0, decode, "color_reference")
+        return {**nodes, "decode": decode}
 
     def models_5b(self, x: float, y: float) -> dict[str, UINode]:
         g = self.graph
@@ -151,6 +168,33 @@ class _Builder:
         encoder = self.loader("AudioEncoderLoader", (x, y + 730), "wav2vec2_chinese_base_fp16", "audio_encoder_name")
         g.group("Models: Wan2.2-TI2V-5B", [unet, adapter, vae, clip, encoder], COLOURS["models"])
         return {"unet": unet, "model": adapter, "vae": vae, "clip": clip, "audio_encoder": encoder}
+
+    def models_wan21(self, x: float, y: float, patch: str = "infinitetalk_single_fp16",
+                     lora: bool = False) -> dict[str, UINode]:
+        """Wan2.1-I2V-14B-480P with an InfiniteTalk patch (``patch``: manifest id), the optional lightx2v
+        LoRA (Load LoRA, model only, strength 1, between the model loader and the adapter, as in ComfyUI's
+        own InfiniteTalk template), VAE, umT5, wav2vec2 and the CLIP ViT-H vision loader."""
+        g = self.graph
+        unet = self.loader("UNETLoader", (x, y), "wan21_i2v_14b_480p_fp8_scaled_kj", "unet_name",
+                           weight_dtype="default")
+        nodes, model, dy = [unet], unet, 150
+        if lora:
+            model = self.loader("LoraLoaderModelOnly", (x, y + dy), "lightx2v_i2v_14b_480p_lora", "lora_name",
+                                title="lightx2v distillation LoRA", strength_model=1.0)
+            g.link(unet, 0, model, "model")
+            nodes.append(model)
+            dy += 140
+        adapter = self.loader("BMApplyDuplexAdapter", (x, y + dy), patch, "adapter")
+        g.link(model, 0, adapter, "model")
+        vae = self.loader("VAELoader", (x, y + dy + 290), "wan21_vae_bf16_kijai", "vae_name")
+        clip = self.loader("CLIPLoader", (x, y + dy + 410), "umt5_xxl_fp8_scaled", "clip_name", type="wan")
+        encoder = self.loader("AudioEncoderLoader", (x, y + dy + 580), "wav2vec2_chinese_base_fp16",
+                              "audio_encoder_name")
+        vision = self.loader("CLIPVisionLoader", (x, y + dy + 700), "clip_vision_h", "clip_name")
+        nodes += [adapter, vae, clip, encoder, vision]
+        g.group("Models: Wan2.1-I2V-14B-480P + InfiniteTalk", nodes, COLOURS["models"])
+        return {"unet": unet, "model": adapter, "vae": vae, "clip": clip, "audio_encoder": encoder,
+                "clip_vision": vision}
 
 
 def _finish(builder: _Builder, name: str, targets: dict[str, tuple[UINode, str]], view) -> ExampleWorkflow:
@@ -245,19 +289,33 @@ def full_duplex_avatar(object_info: dict) -> ExampleWorkflow:
     return _finish(b, "full_duplex_avatar", targets, (0.45, 200.0, 250.0))
 
 
-def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
-    """Workflow 3: a talking avatar with the public InfiniteTalk weights on Wan2.1-I2V-14B-480P."""
-    b = _Builder(object_info, "infinitetalk_talking_avatar")
+# InfiniteTalk settings. Official (MeiGen-AI/InfiniteTalk generate_infinitetalk.py defaults and README, 480p,
+# no LoRA): 40 steps, shift 7, text CFG 5, audio CFG 4, the official linspace(1000, 1, N) schedule with Euler.
+INFINITETALK_SETTINGS = {"steps": 40, "sampler_name": "euler", "scheduler": "infinitetalk_linear", "shift": 7.0,
+                         "cfg_text": 5.0, "cfg_talk": 4.0, "cfg_listen": 1.0}
+# With the lightx2v distillation LoRA: text CFG 1 and audio CFG 2 (two passes) and shift 2 from the official README
+# (its LoRA command and its sample_*_guide_scale notes, MeiGen-AI/InfiniteTalk 0107cd9); 6 steps from ComfyUI's own
+# template video_wan2_1_infinitetalk (Comfy-Org/workflow_templates 2a0b959)
+# (BasicScheduler normal, 6 steps, euler, CFGGuider 1, LoRA strength 1, no ModelSamplingSD3 node, so Wan's default
+# shift 8), which lies inside the README's "4~8 steps" (it names 4 for lightx2v, 8 for FusionX).
+LIGHTX2V_SETTINGS = {**INFINITETALK_SETTINGS, "steps": 6, "shift": 2.0, "cfg_text": 1.0, "cfg_talk": 2.0}
+FILES_INFINITETALK = ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_single_fp16", "wan21_vae_bf16_kijai",
+                      "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16", "clip_vision_h"]
+INFINITETALK_HOW = (
+    "Runs on the public files of ComfyUI's own InfiniteTalk template plus CLIP ViT-H: the InfiniteTalk model patch "
+    "is the talking branch (frame-local audio attention), the reference portrait is frame 0 of every window and its "
+    "CLIP vision features (CLIP Vision Encode, crop none) go to every model call, as in the official generator; "
+    "BM Decode Video matches the colours to the portrait (the official colour correction, strength 1). "
+    "InfiniteTalk has no listening branch: while the talk stream is silent the avatar shows InfiniteTalk's "
+    "silent-audio behaviour (it listens), and cfg_listen stays 1 (one model call fewer per step).")
+
+
+def _infinitetalk_avatar(object_info: dict, name: str, lightx2v: bool) -> ExampleWorkflow:
+    """A talking avatar with the public InfiniteTalk weights; ``lightx2v``: the fast recipe with the LoRA."""
+    b = _Builder(object_info, name)
     g = b.graph
-    unet = b.loader("UNETLoader", (520, 40), "wan21_i2v_14b_480p_fp8_scaled_kj", "unet_name", weight_dtype="default")
-    adapter = b.loader("BMApplyDuplexAdapter", (520, 190), "infinitetalk_single_fp16", "adapter")
-    g.link(unet, 0, adapter, "model")
-    vae = b.loader("VAELoader", (520, 480), "wan21_vae_bf16_kijai", "vae_name")
-    clip = b.loader("CLIPLoader", (520, 600), "umt5_xxl_fp8_scaled", "clip_name", type="wan")
-    encoder = b.loader("AudioEncoderLoader", (520, 770), "wav2vec2_chinese_base_fp16", "audio_encoder_name")
-    g.group("Models: Wan2.1-I2V-14B", [unet, adapter, vae, clip, encoder], COLOURS["models"])
-    models = {"model": adapter, "vae": vae, "audio_encoder": encoder}
-    models["positive"], models["negative"] = b.text((900, 40), clip)
+    models = b.models_wan21(520, 40, lora=lightx2v)
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
     g.group("Prompt", [models["positive"], models["negative"]], COLOURS["prompt"])
     speech = g.node("LoadAudio", (900, 470), {"audio": SPEAKER_STREAMS[0]}, title="Speech", size=(420, 150))
     silence = g.node("EmptyAudio", (900, 660), {"duration": 0.1, "sample_rate": 16000, "channels": 1},
@@ -265,31 +323,149 @@ def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
     g.group("Audio", [speech, silence], COLOURS["audio"])
     fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
     g.group("Video settings", [fps], COLOURS["settings"])
-    sampler = {"steps": 40, "sampler_name": "euler", "scheduler": "simple", "shift": 7.0, "cfg_text": 5.0,
-               "cfg_talk": 4.0, "cfg_listen": 1.0}
+    settings = LIGHTX2V_SETTINGS if lightx2v else INFINITETALK_SETTINGS
     avatar = b.avatar(1400, 240, models, PORTRAIT_A, 1, (832, 480), "", fps, talk=(speech, 0), listen=(silence, 0),
-                      decode_audio=(speech, 0), sampler=sampler)
+                      decode_audio=(speech, 0), sampler=settings)
     g.group("Avatar", list(avatar.values()), COLOURS["a"])
-    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": "beyond_monologue/infinitetalk"}, size=(480, 400))
+    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": f"beyond_monologue/{name}"}, size=(480, 400))
     g.link(avatar["decode"], "video", save, "video")
-    g.note(files_note(
-        "Talking avatar with InfiniteTalk (public weights)",
-        "Runs today on the public files of ComfyUI's own InfiniteTalk template: the InfiniteTalk model patch is "
-        "the talking branch (frame-local audio attention), the reference portrait is frame 0 of every window "
-        "(guide position auto). Load speech and a portrait, then Queue; 832x480 at 25 fps. The listen stream is "
-        "silence: InfiniteTalk has no listening branch, so cfg_listen stays 1 (one model call fewer per step). "
-        "Settings follow InfiniteTalk without a distillation LoRA (40 steps, shift 7 at 480p, text CFG 5, audio "
-        "CFG 4); with the optional lightx2v LoRA (Load LoRA, model only, strength 1, between the model loader "
-        "and BM Apply Duplex Adapter) use 6 steps and CFG 1, as ComfyUI's own template does.",
-        "infinitetalk-wan21-14b-480p", ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_single_fp16",
-                                        "wan21_vae_bf16_kijai", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16",
-                                        "lightx2v_i2v_14b_480p_lora"]),
-        (0, 40), (460, 860), "Read me: InfiniteTalk")
+    if lightx2v:
+        title = "Talking avatar with InfiniteTalk, fast (lightx2v LoRA)"
+        recipe = ("The fast recipe: the lightx2v distillation LoRA (Load LoRA, model only, strength 1) between the "
+                  "model loader and BM Apply Duplex Adapter, 6 steps (ComfyUI's own InfiniteTalk template), shift 2, "
+                  "text CFG 1 and audio CFG 2 (the official README's LoRA settings: at text CFG 1 the sampler runs "
+                  "the official two passes). ComfyUI's template runs CFG 1 (one pass, no audio guidance) at Wan's "
+                  "default shift 8; set cfg_talk 1 and shift 8 for exactly that.")
+        files = [*FILES_INFINITETALK, "lightx2v_i2v_14b_480p_lora"]
+    else:
+        title = "Talking avatar with InfiniteTalk (public weights)"
+        recipe = ("Settings of the official generator without a LoRA: 40 steps, Euler on the official schedule "
+                  "(infinitetalk_linear), shift 7 at 480p, text CFG 5, audio CFG 4. For the fast recipe (6 steps "
+                  "with the lightx2v LoRA) open infinitetalk_lightx2v.")
+        files = FILES_INFINITETALK
+    g.note(files_note(title, f"{INFINITETALK_HOW} Load speech and a portrait, then Queue; 832x480 at 25 fps. "
+                      f"{recipe}", "infinitetalk-wan21-14b-480p", files), (0, 40), (460, 860), "Read me: InfiniteTalk")
     sampler_node = avatar["sampler"]
     targets = {"speech": (speech, "audio"), "portrait": (avatar["image"], "image"),
                "prompt": (models["positive"], "text"), "fps": (fps, "value"), "width": (sampler_node, "width"),
                "height": (sampler_node, "height"), "seed": (sampler_node, "seed"), "steps": (sampler_node, "steps")}
-    return _finish(b, "infinitetalk_talking_avatar", targets, (0.45, 200.0, 250.0))
+    return _finish(b, name, targets, (0.45, 200.0, 250.0))
+
+
+def infinitetalk_talking_avatar(object_info: dict) -> ExampleWorkflow:
+    """Workflow 3: a talking avatar with the public InfiniteTalk weights on Wan2.1-I2V-14B-480P (official settings)."""
+    return _infinitetalk_avatar(object_info, "infinitetalk_talking_avatar", lightx2v=False)
+
+
+def infinitetalk_lightx2v(object_info: dict) -> ExampleWorkflow:
+    """Workflow 3b: the same avatar with the lightx2v distillation LoRA (6 steps, text CFG 1, audio CFG 2, shift 2)."""
+    return _infinitetalk_avatar(object_info, "infinitetalk_lightx2v", lightx2v=True)
+
+
+def dyadic_infinitetalk(object_info: dict) -> ExampleWorkflow:
+    """Workflow 5: a dyadic conversation video on the public InfiniteTalk weights (Wan2.1-I2V-14B-480P).
+
+    One recording -> BM Split Conversation -> two avatars, each talking with its own speaker's stream (the
+    other person's stream goes to listen, which InfiniteTalk ignores: while its own stream is silent the avatar
+    shows InfiniteTalk's silent-audio behaviour) -> BM Dyadic Compose -> Save Video.
+    """
+    b = _Builder(object_info, "dyadic_infinitetalk")
+    g = b.graph
+    models = b.models_wan21(520, 40)
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
+    g.group("Prompt (both)", [models["positive"], models["negative"]], COLOURS["prompt"])
+    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
+    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
+                   title="Split: talk = speaker_1 (avatar A)", size=(420, 380))
+    g.link(conversation, 0, split, "conversation")
+    g.group("Conversation", [conversation, split], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    width = b.primitive("PrimitiveInt", (1400, 160), 480, "width (each avatar)")
+    height = b.primitive("PrimitiveInt", (1400, 280), 832, "height (each avatar)")
+    g.group("Video settings", [fps, width, height], COLOURS["settings"])
+    size = {"width": width, "height": height}
+    a = b.avatar(1800, 40, models, PORTRAIT_A, 1, size, "A", fps, talk=(split, "talk"), listen=(split, "listen"),
+                 sampler=INFINITETALK_SETTINGS)
+    g.group("Avatar A: talks with speaker_1", list(a.values()), COLOURS["a"])
+    bb = b.avatar(1800, 1000, models, PORTRAIT_B, 2, size, "B", fps, talk=(split, "listen"),
+                  listen=(split, "talk"), sampler=INFINITETALK_SETTINGS)
+    g.group("Avatar B: talks with speaker_2", list(bb.values()), COLOURS["b"])
+    compose = g.node("BMDyadicCompose", (2900, 300), {"fps": 25.0}, title="Dyadic Compose")
+    g.link(a["decode"], "frames", compose, "image_a")
+    g.link(bb["decode"], "frames", compose, "image_b")
+    g.link(conversation, 0, compose, "conversation")
+    g.link(fps, 0, compose, "fps")
+    save = g.node("SaveVideo", (3260, 300), {"filename_prefix": "beyond_monologue/dyadic_infinitetalk"},
+                  size=(480, 520))
+    g.link(compose, "video", save, "video")
+    g.group("Output", [compose, save], COLOURS["output"])
+    g.note(files_note(
+        "Dyadic conversation with InfiniteTalk (public weights)",
+        f"{INFINITETALK_HOW} One conversation recording and two portraits make a video of two avatars side by "
+        "side: BM Split Conversation gives each avatar its own speaker's stream to talk with (the other stream goes "
+        "to listen, which InfiniteTalk does not use). Load the conversation (mono: the speakers are found "
+        "automatically; stereo: set the split mode to stereo) and the two portraits, then Queue. 480x832 per "
+        "avatar (portrait orientation, the pack's choice for side by side) at 25 fps, the official settings "
+        "without a LoRA; for the fast recipe add the lightx2v LoRA as in infinitetalk_lightx2v and use its "
+        "settings on both samplers.",
+        "infinitetalk-wan21-14b-480p", FILES_INFINITETALK), (0, 40), (460, 860), "Read me: dyadic InfiniteTalk")
+    targets = {"conversation": (conversation, "audio"), "portrait_a": (a["image"], "image"),
+               "portrait_b": (bb["image"], "image"), "prompt": (models["positive"], "text"),
+               "split_mode": (split, "mode"), "speaker_a": (split, "avatar_speaker"), "turns": (split, "turns"),
+               "fps": (fps, "value"), "width": (width, "value"), "height": (height, "value"),
+               "seed_a": (a["sampler"], "seed"), "seed_b": (bb["sampler"], "seed"), "steps_a": (a["sampler"], "steps"),
+               "steps_b": (bb["sampler"], "steps"), "layout": (compose, "layout")}
+    return _finish(b, "dyadic_infinitetalk", targets, (0.35, 200.0, 300.0))
+
+
+def two_people_one_frame(object_info: dict) -> ExampleWorkflow:
+    """Workflow 6: two people in one picture talk with each other (InfiniteTalk multi patch, Wan2.1-I2V-14B-480P).
+
+    One recording -> BM Split Conversation (talk = speaker 1, the person on the left; listen = speaker 2) -> BM
+    Dual Stream Encode -> BM Sampler with ``speaker_regions`` left_right (the official L-RoPE binding and region
+    routing; masks for other layouts) -> BM Decode Video with the whole conversation as soundtrack -> Save Video.
+    """
+    b = _Builder(object_info, "two_people_one_frame")
+    g = b.graph
+    models = b.models_wan21(520, 40, patch="infinitetalk_multi_fp16")
+    models["positive"], models["negative"] = b.text((900, 40), models["clip"])
+    g.group("Prompt", [models["positive"], models["negative"]], COLOURS["prompt"])
+    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
+    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
+                   title="Split: talk = speaker_1 (left), listen = speaker_2 (right)", size=(420, 380))
+    g.link(conversation, 0, split, "conversation")
+    g.group("Conversation", [conversation, split], COLOURS["audio"])
+    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+    g.group("Video settings", [fps], COLOURS["settings"])
+    settings = {**INFINITETALK_SETTINGS, "speaker_regions": "left_right"}
+    people = b.avatar(1400, 240, models, TWO_PEOPLE, 1, (832, 480), "(both people)", fps, talk=(split, "talk"),
+                      listen=(split, "listen"), decode_audio=(conversation, 0), sampler=settings)
+    g.group("Two people: speaker 1 on the left, speaker 2 on the right", list(people.values()), COLOURS["a"])
+    save = g.node("SaveVideo", (2500, 240), {"filename_prefix": "beyond_monologue/two_people"}, size=(480, 400))
+    g.link(people["decode"], "video", save, "video")
+    g.note(files_note(
+        "Two people in one frame with InfiniteTalk (public weights)",
+        "One picture with two people and one conversation recording: each person speaks their own lines. Uses the "
+        "two-speaker InfiniteTalk patch (wan2.1_infiniteTalk_multi) with the official speaker binding (L-RoPE) and "
+        "region routing. BM Split Conversation gives speaker 1 (talk) to the person on the left and speaker 2 "
+        "(listen) to the person on the right; if the order is wrong, set avatar_speaker to speaker_2. "
+        "speaker_regions left_right uses the official default boxes (each half of the frame); for other layouts "
+        "set it to masks and connect one mask per person (draw them in the Mask Editor of Load Image). The "
+        "picture should have the video's aspect (832x480): a crop that would cut a person out is refused. The "
+        "single-speaker patch has the same tensors as the multi one, so loading it here is not detected: use "
+        "wan2.1_infiniteTalk_multi. The picture's CLIP vision features go to every model call, as in the official "
+        "generator. Official settings without a LoRA (40 steps, shift 7, text CFG 5, audio CFG 4).",
+        "infinitetalk-wan21-14b-480p", ["wan21_i2v_14b_480p_fp8_scaled_kj", "infinitetalk_multi_fp16",
+                                        "wan21_vae_bf16_kijai", "umt5_xxl_fp8_scaled", "wav2vec2_chinese_base_fp16",
+                                        "clip_vision_h"]),
+        (0, 40), (460, 860), "Read me: two people in one frame")
+    sampler = people["sampler"]
+    targets = {"conversation": (conversation, "audio"), "picture": (people["image"], "image"),
+               "prompt": (models["positive"], "text"), "split_mode": (split, "mode"),
+               "speaker_left": (split, "avatar_speaker"), "turns": (split, "turns"), "fps": (fps, "value"),
+               "width": (sampler, "width"), "height": (sampler, "height"), "seed": (sampler, "seed"),
+               "steps": (sampler, "steps"), "speaker_regions": (sampler, "speaker_regions")}
+    return _finish(b, "two_people_one_frame", targets, (0.45, 200.0, 250.0))
 
 
 def train_duplex_adapter(object_info: dict) -> ExampleWorkflow:
@@ -349,7 +525,8 @@ def train_duplex_adapter(object_info: dict) -> ExampleWorkflow:
     return _finish(b, "train_duplex_adapter", targets, (0.4, 200.0, 250.0))
 
 
-BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar, train_duplex_adapter)
+BUILDERS = (dyadic_conversation, full_duplex_avatar, infinitetalk_talking_avatar, infinitetalk_lightx2v,
+            dyadic_infinitetalk, two_people_one_frame, train_duplex_adapter)
 
 
 def build_all(object_info: dict) -> list[ExampleWorkflow]:

@@ -152,11 +152,68 @@ def test_full_duplex_avatar_renders_two_real_streams(client, inputs, tmp_path):
     assert_lasts_the_conversation(info, SMALL["fps"], (32, 32))
 
 
+def clip_vision_fed_to_every_sampler(api: dict) -> None:
+    """Every BM Sampler gets CLIP Vision Encode (crop none) of its own portrait from the clip_vision_h loader,
+    and no sampler opts out of CLIP vision."""
+    samplers = [node for node in api.values() if node["class_type"] == "BMSampler"]
+    assert samplers
+    for sampler in samplers:
+        assert not sampler["inputs"].get("allow_missing_clip_vision", False)
+        vision = api[sampler["inputs"]["clip_vision_output"][0]]
+        assert vision["class_type"] == "CLIPVisionEncode" and vision["inputs"]["crop"] == "none"
+        assert vision["inputs"]["image"] == sampler["inputs"]["reference"]
+        loader = api[vision["inputs"]["clip_vision"][0]]
+        assert loader["class_type"] == "CLIPVisionLoader" and loader["inputs"]["clip_name"] == "clip_vision_h.safetensors"
+
+
 def test_infinitetalk_avatar_renders_real_speech(client, inputs, tmp_path):
     _, api, mapping = load("infinitetalk_talking_avatar")
+    clip_vision_fed_to_every_sampler(api)
     values = {"speech": inputs["speaker_2"], "portrait": inputs["portrait_b"], **SMALL}
-    info = render(client, set_inputs(api, mapping, values), tmp_path)
+    info = render(client, set_inputs(api, mapping, values), tmp_path)  # the smoke clip_vision_h, no opt-out
     assert_lasts_the_conversation(info, SMALL["fps"], (32, 32))
+
+
+def test_infinitetalk_lightx2v_puts_the_lora_between_model_and_adapter():
+    # No render: the lightx2v LoRA has no smoke stand-in (its key list is not verified, docs/WEIGHTS.md).
+    _, api, _ = load("infinitetalk_lightx2v")
+    clip_vision_fed_to_every_sampler(api)
+    adapter = next(node for node in api.values() if node["class_type"] == "BMApplyDuplexAdapter")
+    lora = api[adapter["inputs"]["model"][0]]
+    assert lora["class_type"] == "LoraLoaderModelOnly" and lora["inputs"]["strength_model"] == 1.0
+    assert lora["inputs"]["lora_name"] == "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"
+    assert api[lora["inputs"]["model"][0]]["class_type"] == "UNETLoader"
+    sampler = next(node["inputs"] for node in api.values() if node["class_type"] == "BMSampler")
+    assert (sampler["steps"], sampler["shift"], sampler["cfg_text"], sampler["cfg_talk"]) == (6, 2.0, 1.0, 2.0)
+
+
+def test_dyadic_infinitetalk_renders_the_real_conversation(client, inputs, tmp_path):
+    _, api, mapping = load("dyadic_infinitetalk")
+    clip_vision_fed_to_every_sampler(api)
+    split = next(key for key, node in api.items() if node["class_type"] == "BMSplitConversation")
+    a, b = sorted((node["inputs"] for node in api.values() if node["class_type"] == "BMDualStreamEncode"),
+                  key=lambda encode: encode["talk"][1])
+    assert a["talk"] == [split, 0] and b["talk"] == [split, 1]  # each avatar talks with its own speaker's stream
+    values = {"conversation": inputs["conversation"], "portrait_a": inputs["portrait_a"],
+              "portrait_b": inputs["portrait_b"], **demo.SMOKE_SETTINGS}
+    info = render(client, set_inputs(api, mapping, values), tmp_path)
+    settings = demo.SMOKE_SETTINGS
+    assert_lasts_the_conversation(info, settings["fps"], (2 * settings["width"], settings["height"]))  # side by side
+
+
+def test_two_people_one_frame_renders_the_real_conversation(client, inputs, tmp_path):
+    _, api, mapping = load("two_people_one_frame")
+    clip_vision_fed_to_every_sampler(api)
+    patch = next(node for node in api.values() if node["class_type"] == "BMApplyDuplexAdapter")
+    assert patch["inputs"]["adapter"] == "wan2.1_infiniteTalk_multi_fp16.safetensors"
+    # 64x32 keeps the 832x480 picture's aspect closely enough (a 32x32 crop would cut a person and is refused)
+    values = {"conversation": inputs["conversation"], "picture": inputs["two_people"], "fps": 5.0, "width": 64,
+              "height": 32, "steps": 2}
+    prompt = set_inputs(api, mapping, values)
+    sampler = next(node["inputs"] for node in prompt.values() if node["class_type"] == "BMSampler")
+    assert sampler["speaker_regions"] == "left_right"
+    info = render(client, prompt, tmp_path)
+    assert_lasts_the_conversation(info, 5.0, (64, 32))
 
 
 def test_train_duplex_adapter_trains_saves_and_the_file_renders_the_full_duplex_example(client, comfy_server, inputs,

@@ -4,7 +4,7 @@ Real weights cannot be fetched on test machines, so tests and the demo run Comfy
 loaders and our real loading code on these. Each component has a builder ``(seed) ->
 (state_dict, metadata)``; :data:`BUILDERS` maps the ``smoke`` ids of the manifest to them. Dimensions
 are reduced wherever ComfyUI derives them from tensor shapes and kept where it hard-codes them
-(Wan2.2 VAE, wav2vec2 base); each module says which. :func:`.generate.generate_set` writes a set.
+(Wan2.2 VAE, wav2vec2 base, CLIP ViT-H); each module says which. :func:`.generate.generate_set` writes a set.
 
 To add a component (e.g. from another module's ``smoke_state_dict``), add one line to
 :data:`BUILDERS` under the id its manifest entry names in ``"smoke"``.
@@ -19,7 +19,7 @@ import torch
 from ...audio import melband_roformer
 from ...evaluate import identity, syncnet
 from ...model import adapter_checkpoint
-from . import umt5, wan_dit, wan_vae, wav2vec2
+from . import clip_vision, umt5, wan_dit, wan_vae, wav2vec2
 
 Builder = Callable[[int], tuple[dict[str, torch.Tensor], dict[str, str]]]
 
@@ -40,6 +40,7 @@ BUILDERS: dict[str, Builder] = {
     "wan21_vae": wan_vae.wan21_vae,
     "umt5_xxl_fp8_scaled": umt5.umt5_xxl_fp8_scaled,
     "wav2vec2_base": wav2vec2.wav2vec2_base,
+    "clip_vision_h": clip_vision.clip_vision_h,
     "beyond_monologue_adapter": _adapter(adapter_checkpoint.LAYOUT_BM),
     "infinitetalk_adapter": _adapter(adapter_checkpoint.LAYOUT_INFINITETALK),
     "melband_roformer": melband_roformer.smoke_state_dict,

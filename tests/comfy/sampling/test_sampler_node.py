@@ -218,6 +218,21 @@ def test_two_speakers_in_one_frame_get_their_regions_and_bad_masks_are_refused(b
         run(node, patched_model(bm, "wan22_5b"), wan22_vae, portrait, duplex, speaker_regions="left_right")
 
 
+def test_two_people_without_two_voices_or_with_a_picture_of_another_aspect_are_refused(bm, node, wan21, wan21_vae,
+                                                                                       portrait):
+    duplex = duplex_audio(bm, 9)
+    one_voice = bm.audio.duplex_audio.DuplexAudio(duplex.talk, duplex.listen, duplex.talk_activity,
+                                                  torch.full((9,), 0.1), fps=duplex.fps)  # Silero-like silence
+    with pytest.raises(ValueError, match=re.escape("duplex_audio: has no speech in its listen stream (speaker 2)")):
+        run(node, wan21, wan21_vae, portrait, one_voice, speaker_regions="left_right")
+    run(node, wan21, wan21_vae, portrait, one_voice)  # one avatar: a silent listen stream is fine
+    # grace_hopper is 512x600: at 64x32 the centre crop keeps 43 % of its height
+    with pytest.raises(ValueError, match=re.escape("reference: is 512x600 but the video is 64x32: the centre crop "
+                                                   "would cut 57% of the picture's height")):
+        run(node, wan21, wan21_vae, portrait, duplex, speaker_regions="left_right", width=64, height=32)
+    run(node, wan21, wan21_vae, portrait, duplex, speaker_regions="left_right", width=32, height=32)  # 85 % kept
+
+
 def test_wan22_5b_with_the_past_end_guide_decodes_with_vae_decode(bm, node, wan22_vae, portrait):
     import nodes as comfy_nodes
 

@@ -8,6 +8,7 @@ generated smoke files go through ComfyUI's loading functions and one forward pas
 import importlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -102,6 +103,22 @@ def test_wav2vec2_layout_equals_comfyui_audio_encoder(smoke):
     ours = {names.get(k.removeprefix("wav2vec2."), k.removeprefix("wav2vec2.")): v
             for k, v in shapes(smoke.wav2vec2.wav2vec2_base_layout()).items()}
     assert ours == shapes(module)
+
+
+@pytest.mark.usefixtures("comfy")
+def test_clip_vision_h_layout_equals_comfyui_vit_h_and_is_detected_as_vit_h(smoke):
+    import comfy.clip_vision
+    import comfy.ops
+    from comfy.clip_model import CLIPVisionModelProjection
+
+    config = json.loads((Path(comfy.clip_vision.__file__).parent / "clip_vision_config_h.json").read_text())
+    module = CLIPVisionModelProjection(config, torch.float16, "meta", comfy.ops.manual_cast)
+    layout = smoke.clip_vision.clip_vision_layout()
+    assert shapes(layout) == shapes(module)
+    # ComfyUI picks the ViT-H config from the keys alone (a 31st layer, fewer than 48)
+    assert "vision_model.encoder.layers.30.layer_norm1.weight" in layout
+    assert "vision_model.encoder.layers.47.layer_norm1.weight" not in layout
+    assert sum(math.prod(spec.shape) for spec in layout.values()) == pytest.approx(632.1e6, rel=0.001)
 
 
 @pytest.mark.parametrize(("filename", "config_class", "latent_channels"), [

@@ -41,8 +41,9 @@ def test_required_sets_are_present_with_their_status():
     assert not adapter.published and adapter.sha256 is None
 
 
-def test_infinitetalk_set_is_exactly_the_comfyui_template():
-    # video_wan2_1_infinitetalk (comfyui-workflow-templates-json 0.1.123): every model it embeds
+def test_infinitetalk_set_holds_the_comfyui_template_and_clip_vision():
+    # video_wan2_1_infinitetalk (comfyui-workflow-templates-json 0.1.123): every model it embeds, plus CLIP ViT-H,
+    # which the template leaves out and the official generator feeds to every call
     template = {
         ("diffusion_models", "Wan2_1-I2V-14B-480p_fp8_e4m3fn_scaled_KJ.safetensors"),
         ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
@@ -51,6 +52,7 @@ def test_infinitetalk_set_is_exactly_the_comfyui_template():
         ("audio_encoders", "wav2vec2-chinese-base_fp16.safetensors"),
         ("loras", "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"),
     }
+    template.add(("clip_vision", "clip_vision_h.safetensors"))
     files = load_manifest().get_set("infinitetalk-wan21-14b-480p").files()
     assert template <= {(f.folder, f.filename) for f in files}
 
@@ -61,7 +63,9 @@ def test_only_research_verified_hashes_are_recorded():
     # or size without its evidence
     verified = {"umt5_xxl_fp8_scaled": "c3355d30191f1f066b26d93fba017ae9809dce6c627dda5f6a66eaa651204f68",
                 "wav2vec2_chinese_base_fp16": "000813e441020f18cff844c969d2d5d4adc2a5ce46b2db1f23950b05d88805b4",
-                "wan21_vae_bf16_kijai": "1ab9a32cc2c740f6e39d80d367ce5dcc28db8c71b79b28670546b8973e9d75f9"}
+                "wan21_vae_bf16_kijai": "1ab9a32cc2c740f6e39d80d367ce5dcc28db8c71b79b28670546b8973e9d75f9",
+                # ComfyUI's own Wan2.1 templates carry it; public download scripts pin it with the size
+                "clip_vision_h": "64a7ef761bfccbadbaa3da77366aac4185a6c58fa5de5f589b42a65bcc21f161"}
     for file in load_manifest().files.values():
         assert file.sha256 == verified.get(file.id), file.id
         assert (file.sha256 is None) == (file.sha256_evidence == "unknown"), file.id
