@@ -67,15 +67,21 @@ def new_adapter(model, training_set: TrainingSet, seed: int = 0, encoder: QForme
     head (the paper's best attention has 1D RoPE). Output projections start at zero.
     """
     b = backbone(model)
-    signature = training_set.signature()
+    cfg = new_adapter_config(b.dim, b.num_layers, b.num_heads, training_set.signature(), encoder, rope)
+    return DuplexAdapter(cfg).reset_parameters(seed, zero_output=True)
+
+
+def new_adapter_config(dim: int, num_layers: int, num_heads: int | None, signature: dict, encoder: QFormerConfig | None = None,
+                       rope: bool = True) -> AdapterConfig:
+    """The :class:`AdapterConfig` of :func:`new_adapter` for a DiT of ``dim`` x ``num_layers`` and a set's
+    :meth:`TrainingSet.signature` (``audio_layers``, ``audio_dim``, ``context_frames``)."""
     enc = dataclasses.replace(encoder or QFormerConfig(), audio_layers=int(signature["audio_layers"]),
                               audio_dim=int(signature["audio_dim"]), context_frames=int(signature["context_frames"]))
-    heads = b.num_heads or max(1, b.dim // HEAD_DIM)
-    cfg = AdapterConfig(LAYOUT_BM, b.dim, b.num_layers, heads, ("talk", "listen"), True, enc,
-                        {s: MHGKKernel.default(s, heads) for s in ("talk", "listen")},
-                        base_model=describe_dit(b.dim, b.num_layers), trained=False,
-                        rope=TimeRoPE(rotary_dims=b.dim // heads) if rope else None)
-    return DuplexAdapter(cfg).reset_parameters(seed, zero_output=True)
+    heads = num_heads or max(1, dim // HEAD_DIM)
+    return AdapterConfig(LAYOUT_BM, dim, num_layers, heads, ("talk", "listen"), True, enc,
+                         {s: MHGKKernel.default(s, heads) for s in ("talk", "listen")},
+                         base_model=describe_dit(dim, num_layers), trained=False,
+                         rope=TimeRoPE(rotary_dims=dim // heads) if rope else None)
 
 
 def trainable_parameters(adapter: DuplexAdapter, stage: str) -> list[torch.nn.Parameter]:
