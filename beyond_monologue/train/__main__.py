@@ -68,9 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.dry_run:
             world = options.world_size or int(os.environ.get("WORLD_SIZE", "1"))
             sets = [(name, model_file(SET_FOLDER, name, "training_sets")) for name in config.training_sets]
-            if config.continue_from:
-                model_file(ADAPTER_FOLDER, config.continue_from, "continue_from")
-            print(plan_text(config, world, model_file("diffusion_models", config.model, "model"), sets))
+            start = model_file(ADAPTER_FOLDER, config.continue_from, "continue_from") if config.continue_from else None
+            print(plan_text(config, world, model_file("diffusion_models", config.model, "model"), sets, start))
             return 0
         path = train(config)
     except BMInputError as err:

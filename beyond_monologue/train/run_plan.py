@@ -124,8 +124,17 @@ def memory_estimate(config: RunConfig, model: ModelFacts, adapter_params: int, m
     return out
 
 
-def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tuple[str, str]]) -> str:
+def file_parameters(path: str) -> int:
+    """Parameters in a safetensors file, from its header (the adapter of ``continue_from``)."""
+    with safe_open(path, framework="pt") as f:
+        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 - safe_open has no __iter__
+
+
+def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tuple[str, str]],
+              adapter_path: str | None = None) -> str:
     """The printed plan: sets, clips, steps, per-rank batch, memory estimate per rank.
+
+    ``adapter_path``: the ``continue_from`` file (its parameters are counted; None = a new adapter).
 
     Raises:
         BMInputError: see :meth:`RunConfig.check_world_size`, :func:`read_set_facts`, :func:`read_model_facts`.
@@ -137,7 +146,10 @@ def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tu
     recipe = config.recipe
     tokens = max((min(shape[1], recipe.window_latents) + 1) * (shape[2] // 2) * (shape[3] // 2)
                  for s in sets for shape in s.shapes) if clips else 0
-    adapter = adapter_parameters(model, next(s.signature for s in sets if s.signature)) if clips else 0
+    if adapter_path:
+        adapter = file_parameters(adapter_path)
+    else:
+        adapter = adapter_parameters(model, next(s.signature for s in sets if s.signature)) if clips else 0
     memory = memory_estimate(config, model, adapter, tokens)
     lines = [f"run {config.output!r}: stage {recipe.stage!r} (preset {config.preset or 'none'}), model {config.model}",
              f"training sets ({len(sets)}):"]
@@ -148,7 +160,7 @@ def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tu
               f"({seen / max(clips, 1):.1f} per clip)",
               f"world size {world}: {per_rank} clips per rank per step, checkpoint every {config.checkpoint_every} steps",
               f"model: {model.parameters / 1e9:.3f} B parameters ({model.dim} wide, {model.layers} blocks), frozen",
-              f"adapter: {adapter / 1e9:.3f} B parameters, {recipe.optimizer} lr {recipe.lr_new}, EMA {recipe.ema_decay}",
+              f"adapter ({config.continue_from or 'new'}): {adapter / 1e9:.3f} B parameters, {recipe.optimizer} lr {recipe.lr_new}, EMA {recipe.ema_decay}",
               f"largest crop: {tokens} tokens; {config.training_dtype}, gradient checkpointing {config.checkpointing}",
               "memory per rank (GiB, estimate): " + ", ".join(f"{k} {v:.2f}" for k, v in memory.items())]
     return "\n".join(lines)
