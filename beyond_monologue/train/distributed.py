@@ -21,8 +21,8 @@ one training path of the ComfyUI node (:mod:`beyond_monologue.train.trainer`):
 
 Why DDP and not FSDP2 (``fully_shard``): only the adapter trains (``lr_backbone`` > 0 is not built),
 so the frozen backbone needs no gradients or optimizer state and is simply replicated (10 GB in
-bf16 for Wan2.2-TI2V-5B); the adapter's 1.46 B parameters with float32 weights, gradients, two
-AdamW moments and the EMA copy are 1.46e9 x 20 B = 29 GB per GPU, which fits an 80 GB GPU next to
+bf16 for Wan2.2-TI2V-5B); the adapter's 1.47 B parameters with float32 weights, gradients, two
+AdamW moments and the EMA copy are 1.47e9 x 20 B = 29 GB per GPU, which fits an 80 GB GPU next to
 the backbone and ~10 GB of checkpointed activations. FSDP2 would shard those 29 GB over the ranks
 but all-gather every block's adapter weights in each forward and backward. It becomes necessary
 when backbone parameters train: 5e9 x 16 B (float32 weights, gradients, AdamW moments) = 80 GB on

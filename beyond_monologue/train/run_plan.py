@@ -103,7 +103,7 @@ def read_model_facts(path: str) -> ModelFacts:
 def adapter_parameters(model: ModelFacts, signature: dict) -> int:
     """Parameters of the new adapter :func:`~beyond_monologue.train.trainer.new_adapter` would build (counted on ``meta``)."""
     from ..model.duplex_adapter import DuplexAdapter
-    from .trainer import new_adapter_config
+    from .new_adapter import new_adapter_config
 
     with torch.device("meta"):
         adapter = DuplexAdapter(new_adapter_config(model.dim, model.layers, None, signature))

@@ -26,11 +26,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..errors import BMInputError
 from ..model.adapter_checkpoint import check_compatible, describe_dit
 from ..model.audio_qformer import QFormerConfig
-from ..model.duplex_adapter import HEAD_DIM, LAYOUT_BM, AdapterConfig, DuplexAdapter
-from ..model.mhgk import MHGKKernel
-from ..model.time_rope import TimeRoPE
+from ..model.duplex_adapter import DuplexAdapter
 from ..model.trained_adapter import TrainedAdapter
 from ..model.wan_patch import attach_duplex_adapter, backbone
+from .new_adapter import new_adapter_config
 from .recipe import TrainRecipe
 from .samples import TrainingSample, TrainingSet
 from .step import StepPlan, backward_clip, plan_step
@@ -69,19 +68,6 @@ def new_adapter(model, training_set: TrainingSet, seed: int = 0, encoder: QForme
     b = backbone(model)
     cfg = new_adapter_config(b.dim, b.num_layers, b.num_heads, training_set.signature(), encoder, rope)
     return DuplexAdapter(cfg).reset_parameters(seed, zero_output=True)
-
-
-def new_adapter_config(dim: int, num_layers: int, num_heads: int | None, signature: dict, encoder: QFormerConfig | None = None,
-                       rope: bool = True) -> AdapterConfig:
-    """The :class:`AdapterConfig` of :func:`new_adapter` for a DiT of ``dim`` x ``num_layers`` and a set's
-    :meth:`TrainingSet.signature` (``audio_layers``, ``audio_dim``, ``context_frames``)."""
-    enc = dataclasses.replace(encoder or QFormerConfig(), audio_layers=int(signature["audio_layers"]),
-                              audio_dim=int(signature["audio_dim"]), context_frames=int(signature["context_frames"]))
-    heads = num_heads or max(1, dim // HEAD_DIM)
-    return AdapterConfig(LAYOUT_BM, dim, num_layers, heads, ("talk", "listen"), True, enc,
-                         {s: MHGKKernel.default(s, heads) for s in ("talk", "listen")},
-                         base_model=describe_dit(dim, num_layers), trained=False,
-                         rope=TimeRoPE(rotary_dims=dim // heads) if rope else None)
 
 
 def trainable_parameters(adapter: DuplexAdapter, stage: str) -> list[torch.nn.Parameter]:
