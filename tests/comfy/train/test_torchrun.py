@@ -86,8 +86,15 @@ def _close(a, b, rel=1e-5):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
 
 
+def _one_process_run(base):
+    """The log of the 3-step one-process run "one" (run once per module)."""
+    if not (base / "models" / "beyond_monologue" / "one.safetensors").exists():
+        _torchrun(base, _config(base, "one"), 1)
+    return _log(base, "one")
+
+
 def test_two_processes_train_exactly_what_one_process_trains(base):
-    _torchrun(base, _config(base, "one"), 1)
+    _one_process_run(base)
     _torchrun(base, _config(base, "two"), 2)
     one, two = _log(base, "one"), _log(base, "two")
     assert [line["step"] for line in one] == [1, 2, 3] and two[0]["world_size"] == 2
@@ -122,10 +129,17 @@ def test_a_killed_run_resumes_to_the_state_of_an_unbroken_run(base):
         assert torch.allclose(first[key], second[key], rtol=1e-6, atol=1e-8), key
 
 
-def test_bad_launches_name_the_key(base):
+def test_a_run_resumes_on_another_world_size_and_refuses_another_stage(base):
     _torchrun(base, _config(base, "staged", steps=3), 1, kill_after=2, check=False)
     wrong_stage = _torchrun(base, _config(base, "staged", steps=3, stage="talking"), 1, check=False)
     assert wrong_stage.returncode != 0 and "recipe.stage: is 'talking' but the checkpoint step_00000002" in wrong_stage.stderr
+    _torchrun(base, _config(base, "staged", steps=3), 2)  # killed on 1 process, resumed on 2
+    one, staged = _one_process_run(base), _log(base, "staged")
+    assert [line["world_size"] for line in staged] == [1, 1, 2]
+    assert all(_close(x, y) for x, y in zip(one[-1]["clip_losses"], staged[-1]["clip_losses"], strict=True))
+
+
+def test_bad_configs_name_the_key(base):
     odd = _config(base, "odd")
     odd.write_text(odd.read_text().replace("global_batch = 4", "global_batch = 3"))
     refused = _torchrun(base, odd, 2, check=False)
@@ -135,3 +149,9 @@ def test_bad_launches_name_the_key(base):
                           cwd=PACK_ROOT, capture_output=True, text=True, timeout=120)
     assert plan.returncode == 0, plan.stderr
     assert "3 clips" in plan.stdout and "1 clips per rank" in plan.stdout and "memory per rank" in plan.stdout
+    assert "adapter (start.safetensors)" in plan.stdout
+    missing = _config(base, "missing")
+    missing.write_text(missing.read_text().replace('model = "tiny.safetensors"', 'model = "absent.safetensors"'))
+    plan = subprocess.run([sys.executable, "-m", "beyond_monologue.train", "run", "--config", str(missing), "--dry-run",
+                           "--base-directory", str(base), "--cpu"], cwd=PACK_ROOT, capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 2 and "model: 'absent.safetensors' is not in models/diffusion_models" in plan.stderr
