@@ -39,6 +39,7 @@ the run's own folder. Logs: ``log.jsonl`` (one line per optimizer step, rank 0).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -182,7 +183,8 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
         raise BMInputError("output", f"{config.output!r} already has an exported adapter ({target.name}).",
                            "choose a new output name (the adapter file is never overwritten).")
     training_set = load_training_sets(config)
-    model = comfy.sd.load_diffusion_model(model_file("diffusion_models", config.model, "model"))
+    model_path = model_file("diffusion_models", config.model, "model")
+    model = comfy.sd.load_diffusion_model(model_path)
     start = load_adapter(model_file(ADAPTER_FOLDER, config.continue_from, "continue_from")) if config.continue_from else None
     torch.manual_seed(recipe.seed)
     with torch.inference_mode(False), torch.enable_grad():
@@ -221,8 +223,19 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
         if ranks.rank != 0:
             return None
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_trained_adapter(trained_adapter(run, recipe, training_set, steps=step), target)
+        trained = trained_adapter(run, recipe, training_set, steps=step)
+        trained.metadata.update({"bm_train_base_model": config.model, "bm_train_base_model_sha256": file_sha256(model_path)})
+        save_trained_adapter(trained, target)
         return target
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file, read in 16 MiB pieces (the base model's hash in the adapter's metadata)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(16 * 2**20):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def _gather_losses(values: torch.Tensor, ranks: Ranks, device) -> list[float]:

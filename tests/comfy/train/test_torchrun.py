@@ -5,6 +5,7 @@ Training Set's own function into a temporary ComfyUI ``models`` folder; the runs
 ``python -m torch.distributed.run`` launches (torchrun) of the pack's command.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from wan_fixtures import tiny_wan_state_dict
 
@@ -105,6 +107,12 @@ def test_two_processes_train_exactly_what_one_process_trains(base):
     start = load_file(str(base / "models" / "beyond_monologue" / "start.safetensors"))
     first, second = _adapter(base, "one"), _adapter(base, "two")
     assert first.keys() == second.keys()
+    with safe_open(str(base / "models" / "beyond_monologue" / "two.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    model_bytes = (base / "models" / "diffusion_models" / "tiny.safetensors").read_bytes()
+    assert meta["bm_trained"] == "true" and meta["bm_train_steps"] == "3" and meta["bm_train_samples"] == "3"
+    assert meta["bm_train_base_model"] == "tiny.safetensors" and meta["bm_train_ema"] == "0.5"
+    assert meta["bm_train_base_model_sha256"] == hashlib.sha256(model_bytes).hexdigest()
     assert any(not torch.equal(first[k], start[k]) for k in first)
     for key in first:
         # same up to summation order: AdamW divides by sqrt(v), so float32 rounding of near-zero gradient
