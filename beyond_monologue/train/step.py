@@ -99,6 +99,20 @@ def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: 
                   training_dtype: torch.dtype | None = None, loss_scale: float = 1.0, checkpointing: bool = False) -> float:
     """Flow-matching loss of one clip under ``plan``; back-propagates ``loss * loss_scale`` and returns the loss.
 
+    The loss is :func:`clip_loss`'s (the same forward pass); see it for the arguments and errors.
+    """
+    loss = clip_loss(model, sample, plan, negative_text, training_dtype, checkpointing)
+    (loss * loss_scale).backward()
+    return float(loss.detach())
+
+
+def clip_loss(model, sample: TrainingSample, plan: StepPlan, negative_text: torch.Tensor | None = None,
+              training_dtype: torch.dtype | None = None, checkpointing: bool = False) -> torch.Tensor:
+    """Flow-matching loss of one clip under ``plan``: a float32 scalar tensor with its autograd graph (not back-propagated).
+
+    ``torchrun`` runs call it inside ``DistributedDataParallel``'s forward so that DDP sees the loss
+    (and which adapter parameters it used) before the backward pass averages the gradients.
+
     Runs inside ComfyUI's own sampling machinery, as ``TrainLoraNode`` does: a ``Guider_Basic`` on a
     clone of ``model`` carrying the clip's :class:`DuplexCall`, and a :class:`FlowMatchingLoss`
     sampler that makes one model evaluation. So conds, wrappers, patches and model loading are
@@ -112,11 +126,10 @@ def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: 
         negative_text: ``[L, D]`` context for text dropout (the negative prompt); None = zeros
             of the prompt's shape.
         training_dtype: autocast dtype (None or float32 = no autocast).
-        loss_scale: multiplier of the back-propagated loss (1 / clips per optimizer step).
         checkpointing: gradient checkpointing of every DiT block (recomputed in backward; less memory).
 
     Returns:
-        The clip's loss (float).
+        The clip's loss: ``[]`` float32 tensor, differentiable w.r.t. the adapter parameters.
 
     Raises:
         BMInputError: a model whose timesteps cannot differ per latent frame (not Wan2.2) while the
@@ -153,16 +166,16 @@ def backward_clip(model, sample: TrainingSample, plan: StepPlan, negative_text: 
     windowed.model_options["transformer_options"][CHECKPOINT_KEY] = checkpointing
     guider = Guider_Basic(windowed)
     guider.set_conds([[text[None].float(), {}]])
-    loss = FlowMatchingLoss(sigmas, training_dtype, loss_scale)
+    loss = FlowMatchingLoss(sigmas, training_dtype)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(plan.noise_seed))
     mask = (sigmas / sigma_max).view(1, 1, n, 1, 1).expand(1, 1, n, *latents.shape[-2:]) if per_frame else None
     guider.sample(noise, latents, loss, torch.tensor([sigma_max, 0.0]), denoise_mask=mask, disable_pbar=True,
                   seed=plan.noise_seed)
-    return loss.value
+    return loss.loss
 
 
 class FlowMatchingLoss(comfy.samplers.Sampler):
-    """A ComfyUI ``Sampler`` that, instead of sampling, evaluates the flow-matching loss once and back-propagates it.
+    """A ComfyUI ``Sampler`` that, instead of sampling, evaluates the flow-matching loss once (kept in ``self.loss``).
 
     ``x_t = model_sampling.noise_scaling(sigma_i, eps, x_0)`` per latent frame ``i`` (Wan: flow
     matching, ``sigma * eps + (1 - sigma) * x_0``), one model evaluation at ``sigma_max`` (per-frame
@@ -172,9 +185,9 @@ class FlowMatchingLoss(comfy.samplers.Sampler):
     which compares x0 predictions instead.
     """
 
-    def __init__(self, sigmas: torch.Tensor, training_dtype: torch.dtype | None, loss_scale: float):
-        self.sigmas, self.training_dtype, self.loss_scale = sigmas, training_dtype, loss_scale
-        self.value = float("nan")
+    def __init__(self, sigmas: torch.Tensor, training_dtype: torch.dtype | None):
+        self.sigmas, self.training_dtype = sigmas, training_dtype
+        self.loss: torch.Tensor | None = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -190,9 +203,7 @@ class FlowMatchingLoss(comfy.samplers.Sampler):
         velocity = (x_t - denoised.float()) / sigma_max
         noised = (level > 0).view(1, 1, -1, 1, 1).to(x0.dtype)
         error = (velocity - (noise - x0)).square() * noised
-        loss = error.sum() / (noised.sum() * x0.shape[1] * x0.shape[3] * x0.shape[4])
-        (loss * self.loss_scale).backward()
-        self.value = float(loss.detach())
+        self.loss = error.sum() / (noised.sum() * x0.shape[1] * x0.shape[3] * x0.shape[4])
         return latent_image
 
 

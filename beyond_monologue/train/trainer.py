@@ -26,14 +26,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..errors import BMInputError
 from ..model.adapter_checkpoint import check_compatible, describe_dit
 from ..model.audio_qformer import QFormerConfig
-from ..model.duplex_adapter import HEAD_DIM, LAYOUT_BM, AdapterConfig, DuplexAdapter
-from ..model.mhgk import MHGKKernel
-from ..model.time_rope import TimeRoPE
+from ..model.duplex_adapter import DuplexAdapter
 from ..model.trained_adapter import TrainedAdapter
 from ..model.wan_patch import attach_duplex_adapter, backbone
+from .new_adapter import new_adapter_config
 from .recipe import TrainRecipe
-from .samples import TrainingSet
-from .step import backward_clip, plan_step
+from .samples import TrainingSample, TrainingSet
+from .step import StepPlan, backward_clip, plan_step
 
 StepCallback = Callable[[int, int, float], None]  # (optimizer steps done, total, mean loss of the step)
 
@@ -67,14 +66,7 @@ def new_adapter(model, training_set: TrainingSet, seed: int = 0, encoder: QForme
     head (the paper's best attention has 1D RoPE). Output projections start at zero.
     """
     b = backbone(model)
-    signature = training_set.signature()
-    enc = dataclasses.replace(encoder or QFormerConfig(), audio_layers=int(signature["audio_layers"]),
-                              audio_dim=int(signature["audio_dim"]), context_frames=int(signature["context_frames"]))
-    heads = b.num_heads or max(1, b.dim // HEAD_DIM)
-    cfg = AdapterConfig(LAYOUT_BM, b.dim, b.num_layers, heads, ("talk", "listen"), True, enc,
-                        {s: MHGKKernel.default(s, heads) for s in ("talk", "listen")},
-                        base_model=describe_dit(b.dim, b.num_layers), trained=False,
-                        rope=TimeRoPE(rotary_dims=b.dim // heads) if rope else None)
+    cfg = new_adapter_config(b.dim, b.num_layers, b.num_heads, training_set.signature(), encoder, rope)
     return DuplexAdapter(cfg).reset_parameters(seed, zero_output=True)
 
 
@@ -122,10 +114,101 @@ def _optimizer(recipe: TrainRecipe, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, momentum=0.9)
 
 
-def _peak_memory_mib(device) -> float:
+def peak_memory_mib(device) -> float:
+    """Peak CUDA memory allocated on ``device`` (MiB), or on the CPU the process's peak resident size (Linux)."""
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+@dataclass
+class TrainingRun:
+    """A model ready to train: the MODEL with the trainable adapter attached, its optimizer and EMA.
+
+    Attributes:
+        patched: ComfyUI ``ModelPatcher`` (a clone of the user's MODEL) with ``module`` attached and loaded.
+        module: the adapter being trained (float32, ``requires_grad`` per stage).
+        names: names of the trainable parameters, in the optimizer's order.
+        optimizer: ``torch.optim`` optimizer over those parameters.
+        ema: ``AveragedModel`` of ``module`` (None when ``recipe.ema_decay`` is 0).
+    """
+
+    patched: object
+    module: DuplexAdapter
+    names: list[str]
+    optimizer: torch.optim.Optimizer
+    ema: AveragedModel | None
+
+
+def start_run(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: DuplexAdapter | None = None) -> TrainingRun:
+    """Attach a trainable copy of ``adapter`` (or a new one) to ``model`` and build its optimizer and EMA.
+
+    Call with autograd on and outside inference mode (``train_adapter`` and the ``torchrun`` runner do).
+
+    Raises:
+        BMInputError: ``lr_backbone`` > 0 (not built) and see :func:`check_set`.
+    """
+    if recipe.lr_backbone > 0:
+        raise BMInputError("lr_backbone", f"is {recipe.lr_backbone}: training backbone parameters is not built yet "
+                           "(only the adapter trains; the backbone stays frozen).", "set lr_backbone to 0.")
+    module = _trainable_copy(adapter) if adapter is not None else new_adapter(model, training_set, recipe.seed)
+    module.requires_grad_(True).train()
+    check_set(model, training_set, module)
+    params = trainable_parameters(module, recipe.stage)
+    names = [name for name, param in module.named_parameters() if param.requires_grad]
+    device = model.load_device
+    patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=model.offload_device)
+    patched = attach_duplex_adapter(model, patcher)
+    comfy.model_management.load_models_gpu([patched, patcher], force_full_load=True)
+    patched.model.requires_grad_(False)
+    _autograd_ready(patched.model)
+    optimizer = _optimizer(recipe, params)
+    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+        if recipe.ema_decay > 0 else None
+    return TrainingRun(patched, module, names, optimizer, ema)
+
+
+def draw_clips(training_set: TrainingSet, recipe: TrainRecipe, generator: torch.Generator, streams: tuple[str, ...],
+               count: int) -> list[tuple[TrainingSample, StepPlan]]:
+    """The clips of one optimizer step and their plans, drawn in order from ``generator``.
+
+    For each of the ``count`` clips: a sample index uniform over the set, then :func:`plan_step`.
+    Every ``torchrun`` rank draws the whole global batch from the same generator and keeps its own
+    share, so the step's clips do not depend on the world size.
+    """
+    clips = []
+    for _ in range(count):
+        sample = training_set.samples[int(torch.randint(0, len(training_set), (), generator=generator))]
+        clips.append((sample, plan_step(sample, recipe, generator, streams)))
+    return clips
+
+
+def check_loss(value: float, step: int) -> None:
+    """Raise when a clip's loss is not finite.
+
+    Raises:
+        BMInputError: (``lr_new``) a NaN or infinite loss at ``step`` (1-based).
+    """
+    if not math.isfinite(value):
+        raise BMInputError("lr_new", f"made the loss {value} at step {step}.",
+                           "lower the learning rate or train in float32/bfloat16 instead of float16.")
+
+
+def finish_step(run: TrainingRun) -> None:
+    """Apply the summed gradients: optimizer step, zero the gradients, update the EMA."""
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update_parameters(run.module)
+
+
+def trained_adapter(run: TrainingRun, recipe: TrainRecipe, training_set: TrainingSet, steps: int | None = None) -> TrainedAdapter:
+    """The run's output: a float32 CPU copy of the EMA adapter (or the adapter without EMA), ``trained`` True, with metadata."""
+    final = copy.deepcopy(run.ema.module if run.ema is not None else run.module).float().cpu().eval().requires_grad_(False)
+    final.config = dataclasses.replace(final.config, trained=True)
+    if steps is not None:
+        recipe = dataclasses.replace(recipe, steps=steps)
+    return TrainedAdapter(final, training_metadata(recipe, training_set, final, run.patched))
 
 
 def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: DuplexAdapter | None = None,
@@ -154,31 +237,15 @@ def train_adapter(model, training_set: TrainingSet, recipe: TrainRecipe, adapter
     Raises:
         BMInputError: see :func:`check_set` and :class:`TrainRecipe`.
     """
-    if recipe.lr_backbone > 0:
-        raise BMInputError("lr_backbone", f"is {recipe.lr_backbone}: training backbone parameters is not built yet "
-                           "(only the adapter trains; the backbone stays frozen).", "set lr_backbone to 0.")
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-        module = _trainable_copy(adapter) if adapter is not None else new_adapter(model, training_set, recipe.seed)
-        module.requires_grad_(True).train()
-        check_set(model, training_set, module)
-        params = trainable_parameters(module, recipe.stage)
-        device = model.load_device
-        patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=model.offload_device)
-        patched = attach_duplex_adapter(model, patcher)
-        comfy.model_management.load_models_gpu([patched, patcher], force_full_load=True)
-        patched.model.requires_grad_(False)
-        _autograd_ready(patched.model)
-        optimizer = _optimizer(recipe, params)
-        ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
-            if recipe.ema_decay > 0 else None
-        return _loop(patched, module, optimizer, ema, training_set, recipe, negative_text, training_dtype, checkpointing,
-                     on_step, check_interrupt)
+        run = start_run(model, training_set, recipe, adapter)
+        return _loop(run, training_set, recipe, negative_text, training_dtype, checkpointing, on_step, check_interrupt)
 
 
-def _loop(patched, module, optimizer, ema, training_set, recipe, negative_text, training_dtype, checkpointing,
-          on_step, check_interrupt) -> TrainResult:
+def _loop(run: TrainingRun, training_set, recipe, negative_text, training_dtype, checkpointing, on_step,
+          check_interrupt) -> TrainResult:
     """The optimizer steps of :func:`train_adapter` (called with autograd on, outside inference mode)."""
-    device = patched.load_device
+    device = run.patched.load_device
     generator = torch.Generator().manual_seed(recipe.seed)
     result = TrainResult(trained=None)  # type: ignore[arg-type]
     if torch.device(device).type == "cuda":
@@ -187,30 +254,21 @@ def _loop(patched, module, optimizer, ema, training_set, recipe, negative_text, 
     clips_per_step = recipe.batch_size * recipe.grad_accumulation
     for step in range(recipe.steps):
         total = 0.0
-        for _ in range(clips_per_step):
+        for sample, plan in draw_clips(training_set, recipe, generator, run.module.streams, clips_per_step):
             if check_interrupt is not None:
                 check_interrupt()
-            sample = training_set.samples[int(torch.randint(0, len(training_set), (), generator=generator))]
-            plan = plan_step(sample, recipe, generator, module.streams)
-            value = backward_clip(patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step,
+            value = backward_clip(run.patched, sample, plan, negative_text, training_dtype, 1.0 / clips_per_step,
                                   checkpointing)
-            if not math.isfinite(value):
-                raise BMInputError("lr_new", f"made the loss {value} at step {step + 1}.",
-                                   "lower the learning rate or train in float32/bfloat16 instead of float16.")
+            check_loss(value, step + 1)
             total += value
             result.case_losses.setdefault(plan.case, []).append(value)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update_parameters(module)
+        finish_step(run)
         result.losses.append(total / clips_per_step)
         if on_step is not None:
             on_step(step + 1, recipe.steps, result.losses[-1])
     result.seconds = time.perf_counter() - started
-    result.peak_memory_mib = _peak_memory_mib(device)
-    final = copy.deepcopy(ema.module if ema is not None else module).float().cpu().eval().requires_grad_(False)
-    final.config = dataclasses.replace(final.config, trained=True)
-    result.trained = TrainedAdapter(final, training_metadata(recipe, training_set, final, patched))
+    result.peak_memory_mib = peak_memory_mib(device)
+    result.trained = trained_adapter(run, recipe, training_set)
     return result
 
 

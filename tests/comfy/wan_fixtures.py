@@ -17,8 +17,14 @@ TEXT_TOKENS = 8
 
 def tiny_wan(kind: str, seed: int = 0, num_layers: int = 2):
     """ModelPatcher of a tiny ``"wan22_5b"`` or ``"wan21_i2v"`` model with generated weights."""
-    import comfy.ops
     import comfy.sd
+
+    return comfy.sd.load_diffusion_model_state_dict(tiny_wan_state_dict(kind, seed, num_layers))
+
+
+def tiny_wan_state_dict(kind: str, seed: int = 0, num_layers: int = 2) -> dict:
+    """The generated weights of :func:`tiny_wan` (ComfyUI's ``WanModel`` key layout, as a diffusion model file holds)."""
+    import comfy.ops
     from comfy.ldm.wan.model import WanModel
 
     shape = {"wan22_5b": ("t2v", 48, 48), "wan21_i2v": ("i2v", 36, 16)}[kind]
@@ -29,7 +35,7 @@ def tiny_wan(kind: str, seed: int = 0, num_layers: int = 2):
     for key, value in model.state_dict().items():
         norm_weight = "norm" in key and key.endswith("weight") and value.ndim == 1
         sd[key] = torch.ones(value.shape) if norm_weight else torch.randn(value.shape, generator=g) * 0.05
-    return comfy.sd.load_diffusion_model_state_dict(sd)
+    return sd
 
 
 def conditioning(seed: int, extra: dict | None = None):

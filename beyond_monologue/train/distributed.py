@@ -1,0 +1,335 @@
+"""The ``torchrun`` training run: the node's training step on every rank, gradients averaged by DDP.
+
+Launched by PyTorch's own launcher (``torchrun``, one node or several through its rendezvous);
+this module only reads the ranks torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and calls
+``torch.distributed.init_process_group`` (NCCL on GPUs, gloo on the CPU). Everything else is the
+one training path of the ComfyUI node (:mod:`beyond_monologue.train.trainer`):
+
+* the model comes from ComfyUI's ``comfy.sd.load_diffusion_model`` (what Load Diffusion Model
+  gives), the adapter is attached with ``wan_patch`` exactly as BM Apply Duplex Adapter does, and
+  :func:`~beyond_monologue.train.trainer.start_run` builds the optimizer and EMA;
+* every step, each rank draws the WHOLE global batch (sample indices and :class:`StepPlan` from one
+  generator seeded by the recipe seed, :func:`~beyond_monologue.train.trainer.draw_clips`) and
+  keeps clips ``rank, rank + world, ...`` (``DistributedSampler``'s strided split), so the clips
+  of a step are the same whatever the world size;
+* each of its clips goes through :func:`~beyond_monologue.train.step.clip_loss` inside
+  ``DistributedDataParallel``'s forward; the backward of ``loss / clips_per_rank`` is summed
+  locally (``no_sync``) and DDP averages over ranks on the last clip, which gives exactly the
+  one-process gradient ``sum(loss) / global_batch``;
+* :func:`~beyond_monologue.train.trainer.finish_step` (AdamW step, EMA update) then runs on every
+  rank on identical gradients, so every rank holds the same adapter.
+
+Why DDP and not FSDP2 (``fully_shard``): only the adapter trains (``lr_backbone`` > 0 is not built),
+so the frozen backbone needs no gradients or optimizer state and is simply replicated (10 GB in
+bf16 for Wan2.2-TI2V-5B); the adapter's 1.47 B parameters with float32 weights, gradients, two
+AdamW moments and the EMA copy are 1.47e9 x 20 B = 29 GB per GPU, which fits an 80 GB GPU next to
+the backbone and ~10 GB of checkpointed activations. FSDP2 would shard those 29 GB over the ranks
+but all-gather every block's adapter weights in each forward and backward. It becomes necessary
+when backbone parameters train: 5e9 x 16 B (float32 weights, gradients, AdamW moments) = 80 GB on
+top of the rest, which only fits sharded (``fully_shard`` over 8 GPUs: 10 GB each).
+
+Checkpoints: ``torch.distributed.checkpoint`` (DCP) folders ``step_NNNNNNNN`` in the run folder
+holding the adapter, the EMA, the optimizer state (per parameter name), the step, the clip
+generator's state and the CPU (and CUDA) RNG state, all as tensors; a ``run.json`` written after
+DCP has finished on every rank marks a checkpoint complete, so a run killed while saving resumes
+from the previous one. DCP's own ``.metadata`` file is PyTorch's format (pickle), read only from
+the run's own folder. Logs: ``log.jsonl`` (one line per optimizer step, rank 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import BMInputError
+from ..model.trained_adapter import save_trained_adapter
+from .run_config import RunConfig
+from .samples import TrainingSet, load_set
+from .step import clip_loss
+from .trainer import TrainingRun, check_loss, draw_clips, finish_step, peak_memory_mib, start_run, trained_adapter
+
+SET_FOLDER = "bm_training_sets"
+ADAPTER_FOLDER = "beyond_monologue"
+RUNS_FOLDER = "bm_train"  # inside ComfyUI's output directory
+KILL_ENV = "BM_TRAIN_KILL_AFTER_STEP"  # tests: SIGKILL every rank right after this optimizer step
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits: global ``rank``, ``world`` size, ``local`` rank on its node (torchrun's env)."""
+
+    rank: int
+    world: int
+    local: int
+
+
+def torchrun_ranks() -> Ranks:
+    """The ranks torchrun set in the environment.
+
+    Raises:
+        BMInputError: (``launcher``) not started by torchrun.
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise BMInputError("launcher", "did not set RANK / WORLD_SIZE: the run was not started by torchrun.",
+                           "launch it as `torchrun --nproc-per-node N -m beyond_monologue.train run --config train.toml` "
+                           "(N = 1 on one GPU), or add --dry-run to see the plan.")
+    return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def model_file(folder: str, name: str, key: str) -> str:
+    """Full path of ``name`` in ComfyUI's ``models/<folder>`` (registered with ``folder_paths`` if the pack's nodes are not loaded).
+
+    Raises:
+        BMInputError: (``key``) no such file there.
+    """
+    import folder_paths
+
+    if folder not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[folder] = ([os.path.join(folder_paths.models_dir, folder)], {".safetensors"})
+    path = folder_paths.get_full_path(folder, name)
+    if path is None:
+        raise BMInputError(key, f"{name!r} is not in models/{folder} ({folder_paths.get_folder_paths(folder)}).",
+                           f"put the file in models/{folder} or fix the name.")
+    return path
+
+
+def run_folder(config: RunConfig) -> Path:
+    """``<ComfyUI output directory>/bm_train/<output>``: checkpoints, ``log.jsonl``."""
+    import folder_paths
+
+    return Path(folder_paths.get_output_directory()) / RUNS_FOLDER / config.output
+
+
+def export_path(config: RunConfig) -> Path:
+    """``models/beyond_monologue/<output>.safetensors``: the exported (EMA) adapter, layout (a)."""
+    import folder_paths
+
+    return Path(folder_paths.models_dir) / ADAPTER_FOLDER / f"{config.output}.safetensors"
+
+
+def load_training_sets(config: RunConfig) -> TrainingSet:
+    """The run's clips: every file of ``training_sets`` joined in order.
+
+    Raises:
+        BMInputError: a missing, foreign or unreadable file, or sets of different model families.
+    """
+    joined = TrainingSet()
+    for name in config.training_sets:
+        joined = joined.extended(load_set(model_file(SET_FOLDER, name, "training_sets"), f"training set {name!r}").samples)
+    return joined
+
+
+class ClipLoss(torch.nn.Module):
+    """What DDP wraps: the adapter (its only parameters) and a forward that is :func:`clip_loss` on the patched MODEL."""
+
+    def __init__(self, run: TrainingRun, training_dtype: torch.dtype | None, checkpointing: bool):
+        super().__init__()
+        self.adapter = run.module
+        self._patched, self._dtype, self._checkpointing = run.patched, training_dtype, checkpointing
+
+    def forward(self, sample, plan) -> torch.Tensor:
+        return clip_loss(self._patched, sample, plan, None, self._dtype, self._checkpointing)
+
+
+def train(config: RunConfig) -> Path | None:
+    """Run (or resume) the training of ``config`` on this rank; returns the exported adapter's path (rank 0).
+
+    Raises:
+        BMInputError: not under torchrun, a world size that does not divide ``global_batch``, a
+            missing file, an exported adapter that already exists, a checkpoint of another stage or
+            global batch, a non-finite loss.
+    """
+    ranks = torchrun_ranks()
+    per_rank = config.check_world_size(ranks.world)
+    cuda = torch.cuda.is_available() and not _comfy_cpu()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        return _train(config, ranks, per_rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def _comfy_cpu() -> bool:
+    import comfy.model_management
+
+    return comfy.model_management.get_torch_device().type == "cpu"
+
+
+def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
+    import comfy.sd
+
+    from ..model.adapter_checkpoint import load_adapter
+
+    recipe = config.recipe
+    folder = run_folder(config)
+    resume = latest_checkpoint(folder)
+    if resume is not None:
+        check_resume(config, resume)
+    target = export_path(config)
+    if target.exists():
+        raise BMInputError("output", f"{config.output!r} already has an exported adapter ({target.name}).",
+                           "choose a new output name (the adapter file is never overwritten).")
+    training_set = load_training_sets(config)
+    model_path = model_file("diffusion_models", config.model, "model")
+    model = comfy.sd.load_diffusion_model(model_path)
+    start = load_adapter(model_file(ADAPTER_FOLDER, config.continue_from, "continue_from")) if config.continue_from else None
+    torch.manual_seed(recipe.seed)
+    with torch.inference_mode(False), torch.enable_grad():
+        run = start_run(model, training_set, recipe, start)
+        device = run.patched.load_device
+        ddp = DistributedDataParallel(ClipLoss(run, DTYPES[config.training_dtype], config.checkpointing),
+                                      device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=True, broadcast_buffers=False, gradient_as_bucket_view=True)
+        generator = torch.Generator().manual_seed(recipe.seed)
+        step = load_checkpoint(resume, run, generator) if resume is not None else 0
+        log = folder / "log.jsonl"
+        if ranks.rank == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        while step < recipe.steps:
+            started = time.perf_counter()
+            clips = draw_clips(training_set, recipe, generator, run.module.streams, config.global_batch)
+            mine = clips[ranks.rank::ranks.world]
+            values = torch.zeros(per_rank, dtype=torch.float64)
+            for i, (sample, plan) in enumerate(mine):
+                with ddp.no_sync() if i < per_rank - 1 else contextlib.nullcontext():
+                    loss = ddp(sample, plan)
+                    (loss / per_rank).backward()
+                values[i] = float(loss.detach())
+            finish_step(run)
+            step += 1
+            losses = _gather_losses(values, ranks, device)
+            for value in losses:
+                check_loss(value, step)
+            if ranks.rank == 0:
+                _log(log, step, clips, losses, run, ranks, time.perf_counter() - started, device)
+            if step % config.checkpoint_every == 0 or step == recipe.steps:
+                save_checkpoint(folder, config, run, generator, step, ranks)
+            if kill_after and step == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if ranks.rank != 0:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        trained = trained_adapter(run, recipe, training_set, steps=step)
+        trained.metadata.update({"bm_train_base_model": config.model, "bm_train_base_model_sha256": file_sha256(model_path)})
+        save_trained_adapter(trained, target)
+        return target
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file, read in 16 MiB pieces (the base model's hash in the adapter's metadata)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(16 * 2**20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _gather_losses(values: torch.Tensor, ranks: Ranks, device) -> list[float]:
+    """Every clip's loss of the step in global clip order (clip ``j`` ran on rank ``j % world``)."""
+    local = values.to(device)
+    gathered = [torch.zeros_like(local) for _ in range(ranks.world)]
+    dist.all_gather(gathered, local)
+    per_rank = values.numel()
+    return [float(gathered[j % ranks.world][j // ranks.world]) for j in range(per_rank * ranks.world)]
+
+
+def _log(path: Path, step: int, clips, losses: list[float], run: TrainingRun, ranks: Ranks, seconds: float, device) -> None:
+    cases: dict[str, list[float]] = {}
+    for (_, plan), value in zip(clips, losses, strict=True):
+        cases.setdefault(plan.case, []).append(value)
+    line = {"step": step, "loss": sum(losses) / len(losses), "clip_losses": losses,
+            "loss_by_case": {case: sum(v) / len(v) for case, v in sorted(cases.items())},
+            "lr": run.optimizer.param_groups[0]["lr"], "world_size": ranks.world, "seconds": seconds,
+            "clips_per_s": len(losses) / seconds, "peak_memory_mib_rank0": peak_memory_mib(device)}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def checkpoint_state(run: TrainingRun, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+    """The run's state as a flat dict of tensors (the DCP state dict; identical on every rank)."""
+    state = {f"adapter.{k}": v for k, v in run.module.state_dict().items()}
+    if run.ema is not None:
+        state.update({f"ema.{k}": v for k, v in run.ema.state_dict().items()})
+    by_index = run.optimizer.state_dict()["state"]
+    for index, name in enumerate(run.names):
+        for key, value in by_index.get(index, {}).items():
+            state[f"optimizer.{name}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    state["step"] = torch.tensor(step, dtype=torch.int64)
+    state["generator"] = generator.get_state()
+    state["torch_rng"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save_checkpoint(folder: Path, config: RunConfig, run: TrainingRun, generator: torch.Generator, step: int,
+                    ranks: Ranks) -> Path:
+    """Write ``folder/step_NNNNNNNN`` with DCP, then (rank 0, after every rank finished) its ``run.json``."""
+    path = folder / f"step_{step:08d}"
+    dcp.save(checkpoint_state(run, generator, step), checkpoint_id=str(path))
+    dist.barrier()
+    if ranks.rank == 0:
+        facts = {"step": step, "stage": config.recipe.stage, "global_batch": config.global_batch, "world_size": ranks.world,
+                 "model": config.model, "training_sets": list(config.training_sets), "recipe": config.recipe.to_dict()}
+        (path / "run.json").write_text(json.dumps(facts, indent=1))
+    dist.barrier()
+    return path
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (one with ``run.json``) in the run folder, or None."""
+    done = sorted(p for p in folder.glob("step_*") if (p / "run.json").is_file() and (p / ".metadata").is_file())
+    return done[-1] if done else None
+
+
+def check_resume(config: RunConfig, path: Path) -> None:
+    """Refuse to resume a checkpoint of another stage, global batch, model or sets.
+
+    Raises:
+        BMInputError: naming the config key that differs.
+    """
+    facts = json.loads((path / "run.json").read_text())
+    for key, now in (("recipe.stage", config.recipe.stage), ("global_batch", config.global_batch),
+                     ("model", config.model), ("training_sets", list(config.training_sets))):
+        before = facts["stage"] if key == "recipe.stage" else facts[key]
+        if before != now:
+            raise BMInputError(key, f"is {now!r} but the checkpoint {path.name} of run {config.output!r} was made with "
+                               f"{before!r}.", f"set {key} back to {before!r}, or use a new output name for a new run.")
+
+
+def load_checkpoint(path: Path, run: TrainingRun, generator: torch.Generator) -> int:
+    """Restore ``run`` and ``generator`` from a DCP checkpoint; returns its step."""
+    stored = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    state = {key: torch.empty(meta.size, dtype=meta.properties.dtype) for key, meta in stored.items()
+             if hasattr(meta, "size")}
+    dcp.load(state, checkpoint_id=str(path))
+    run.module.load_state_dict({k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")})
+    if run.ema is not None:
+        run.ema.load_state_dict({k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")})
+    optimizer_state = run.optimizer.state_dict()
+    optimizer_state["state"] = {}
+    for index, name in enumerate(run.names):
+        prefix = f"optimizer.{name}."
+        found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            optimizer_state["state"][index] = found
+    run.optimizer.load_state_dict(optimizer_state)
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"])
+    return int(state["step"])
