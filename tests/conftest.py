@@ -51,7 +51,7 @@ def smoke_models() -> Path:
     """A ComfyUI ``models`` folder holding the smoke checkpoints of every manifest set (real names and folders).
 
     Generated once into ``.cache/smoke-weights`` (or ``$BM_SMOKE_DIR``) and reused while current
-    (same builder, seed and format); about 1.6 GB, ~15 s to generate on 2 cores.
+    (same builder, seed and format); about 2.9 GB, ~30 s to generate on 2 cores.
     """
     import os
 
