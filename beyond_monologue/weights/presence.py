@@ -54,6 +54,7 @@ LOADER_INPUTS = (
     LoaderInput("VAELoader", "vae_name", ("vae",)),
     LoaderInput("CLIPLoader", "clip_name", ("text_encoders",)),
     LoaderInput("AudioEncoderLoader", "audio_encoder_name", ("audio_encoders",)),
+    LoaderInput("CLIPVisionLoader", "clip_name", ("clip_vision",)),
     LoaderInput("LoraLoaderModelOnly", "lora_name", ("loras",)),
     LoaderInput("BMEvaluateAvatar", "syncnet_weights", ("bm_evaluation",), files=("syncnet_v2",)),  # nodes/evaluate.py
     LoaderInput("BMEvaluateAvatar", "face_weights", ("bm_evaluation",), files=("facenet_vggface2",)),

@@ -11,6 +11,8 @@ Sampler's engine. ``bench/train_toy.py`` prints the same figures with timings.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,7 @@ def toy(pack, librivox, assets, wav2vec2_base_file, tmp_path_factory):
     bm = tw.modules(f"{pack.__name__}.beyond_monologue")
     encoder = comfy.audio_encoders.audio_encoders.load_audio_encoder_from_sd(
         comfy.utils.load_torch_file(str(wav2vec2_base_file), safe_load=True))
-    demo = pack.beyond_monologue.comfyui.demo
+    demo = importlib.import_module(f"{pack.__name__}.beyond_monologue.comfyui.demo")
     speakers = [read_wav(p)[0] for p in demo.speaker_streams(assets, tmp_path_factory.mktemp("speakers"))]
     train_sources, held_sources = tw.split_sources(bm, encoder.model, librivox, speakers)
     world = tw.World(0)

@@ -9,7 +9,8 @@ from weights_testing import write_safetensors
 # ComfyUI's default layout: diffusion_models also lists models/unet, text_encoders models/clip.
 FOLDER_DIRS = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip"),
                "vae": ("vae",), "audio_encoders": ("audio_encoders",), "model_patches": ("model_patches",),
-               "loras": ("loras",), "beyond_monologue": ("beyond_monologue",), "bm_evaluation": ("bm_evaluation",)}
+               "loras": ("loras",), "beyond_monologue": ("beyond_monologue",), "bm_evaluation": ("bm_evaluation",),
+               "clip_vision": ("clip_vision",)}
 PLACED = [  # (directory under models/, relative file name)
     ("unet", "wan2.2_ti2v_5B_fp16.safetensors"),  # legacy alias directory of diffusion_models
     ("clip", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),  # legacy alias directory of text_encoders
