@@ -1,6 +1,6 @@
 """Benchmark / proof run: does BM Train Duplex Adapter learn the toy world on a CPU?
 
-    .venv/bin/python bench/train_toy.py [--pretrain 150] [--stage1 100] [--stage2 200] [--lr 2e-3] [--batch 4] [--held 24]
+    .venv/bin/python bench/train_toy.py [--pretrain 150] [--stage1 100] [--stage2 300] [--lr 2e-3] [--batch 4] [--held 24]
 
 The toy world is ``tests/comfy/train/toy_world.py`` (issue 12 item 6): latent videos whose "mouth"
 follows the talk stream's loudness frame by frame and whose "head" follows the listen stream's
@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrain", type=int, default=150)
     parser.add_argument("--stage1", type=int, default=100)
-    parser.add_argument("--stage2", type=int, default=200)
+    parser.add_argument("--stage2", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--clips", type=int, default=48)
