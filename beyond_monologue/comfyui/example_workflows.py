@@ -112,6 +112,24 @@ class _Builder:
     def primitive(self, class_type: str, pos, value, title: str) -> UINode:
         return self.graph.node(class_type, pos, {"value": value}, title=title, size=(240, 84))
 
+    def conversation_split(self) -> tuple[UINode, UINode]:
+        """Load Audio of the conversation -> BM Split Conversation (diarize, talk = speaker_1), grouped."""
+        g = self.graph
+        conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
+        split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
+                       title="Split: talk = speaker_1 (avatar A)", size=(420, 380))
+        g.link(conversation, 0, split, "conversation")
+        g.group("Conversation", [conversation, split], COLOURS["audio"])
+        return conversation, split
+
+    def dyadic_settings(self, width: int, height: int) -> tuple[UINode, UINode, UINode]:
+        """The fps, width and height primitives (each avatar's size) of a two-avatar graph, grouped."""
+        fps = self.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
+        width_node = self.primitive("PrimitiveInt", (1400, 160), width, "width (each avatar)")
+        height_node = self.primitive("PrimitiveInt", (1400, 280), height, "height (each avatar)")
+        self.graph.group("Video settings", [fps, width_node, height_node], COLOURS["settings"])
+        return fps, width_node, height_node
+
     def avatar(self, x: float, y: float, models: dict, portrait: str, seed: int, size: tuple, label: str,
                fps: UINode, talk: tuple, listen: tuple, decode_audio: tuple | None = None,
                sampler: dict | None = None) -> dict[str, UINode]:
@@ -215,15 +233,8 @@ def dyadic_conversation(object_info: dict) -> ExampleWorkflow:
     models = b.models_5b(520, 40)
     models["positive"], models["negative"] = b.text((900, 40), models["clip"])
     g.group("Prompt (both)", [models["positive"], models["negative"]], COLOURS["prompt"])
-    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
-    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
-                   title="Split: talk = speaker_1 (avatar A)", size=(420, 380))
-    g.link(conversation, 0, split, "conversation")
-    g.group("Conversation", [conversation, split], COLOURS["audio"])
-    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
-    width = b.primitive("PrimitiveInt", (1400, 160), 704, "width (each avatar)")
-    height = b.primitive("PrimitiveInt", (1400, 280), 1280, "height (each avatar)")
-    g.group("Video settings", [fps, width, height], COLOURS["settings"])
+    conversation, split = b.conversation_split()
+    fps, width, height = b.dyadic_settings(704, 1280)
     size = {"width": width, "height": height}
     a = b.avatar(1800, 40, models, PORTRAIT_A, 1, size, "A", fps, talk=(split, "talk"), listen=(split, "listen"))
     g.group("Avatar A: talks with speaker_1, listens to speaker_2", list(a.values()), COLOURS["a"])
@@ -374,15 +385,8 @@ def dyadic_infinitetalk(object_info: dict) -> ExampleWorkflow:
     models = b.models_wan21(520, 40)
     models["positive"], models["negative"] = b.text((900, 40), models["clip"])
     g.group("Prompt (both)", [models["positive"], models["negative"]], COLOURS["prompt"])
-    conversation = g.node("LoadAudio", (900, 470), {"audio": CONVERSATION}, title="Conversation", size=(420, 150))
-    split = g.node("BMSplitConversation", (900, 660), {"mode": "diarize", "avatar_speaker": "speaker_1"},
-                   title="Split: talk = speaker_1 (avatar A)", size=(420, 380))
-    g.link(conversation, 0, split, "conversation")
-    g.group("Conversation", [conversation, split], COLOURS["audio"])
-    fps = b.primitive("PrimitiveFloat", (1400, 40), 25.0, "fps")
-    width = b.primitive("PrimitiveInt", (1400, 160), 480, "width (each avatar)")
-    height = b.primitive("PrimitiveInt", (1400, 280), 832, "height (each avatar)")
-    g.group("Video settings", [fps, width, height], COLOURS["settings"])
+    conversation, split = b.conversation_split()
+    fps, width, height = b.dyadic_settings(480, 832)
     size = {"width": width, "height": height}
     a = b.avatar(1800, 40, models, PORTRAIT_A, 1, size, "A", fps, talk=(split, "talk"), listen=(split, "listen"),
                  sampler=INFINITETALK_SETTINGS)
