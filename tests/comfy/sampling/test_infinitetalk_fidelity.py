@@ -15,7 +15,7 @@ from __future__ import annotations
 import infinitetalk_reference as official
 import pytest
 import torch
-from sampler_fixtures import core, duplex_audio, patched_model
+from sampler_fixtures import duplex_audio, patched_model
 from wan_fixtures import conditioning
 
 SHIFT = 5.0
@@ -23,15 +23,7 @@ STEPS = 3
 LATENT_CHANNELS = 16
 
 
-@pytest.fixture(autouse=True)
-def _no_grad():
-    with torch.inference_mode():  # as ComfyUI runs nodes
-        yield
-
-
-@pytest.fixture(scope="module")
-def bm(pack):
-    return core(pack)
+pytestmark = pytest.mark.usefixtures("comfy_inference_mode")  # as ComfyUI runs nodes
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,13 @@ import itertools
 
 import pytest
 import torch
-from sampler_fixtures import core, duplex_audio, patched_model
+from sampler_fixtures import duplex_audio, patched_model
 from wan_fixtures import ChunkRecorder, conditioning
 
 STEPS = 2
 
 
-@pytest.fixture(autouse=True)
-def _no_grad():
-    with torch.inference_mode():  # as ComfyUI runs nodes
-        yield
-
-
-@pytest.fixture(scope="module")
-def bm(pack):
-    return core(pack)
+pytestmark = pytest.mark.usefixtures("comfy_inference_mode")  # as ComfyUI runs nodes
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sampler_fixtures import core, duplex_audio, patched_model
+from sampler_fixtures import duplex_audio, patched_model
 from tiny_wan_vae import wan21_vae_state_dict
 from wan_fixtures import conditioning
 
-
-@pytest.fixture(autouse=True)
-def _no_grad():
-    with torch.inference_mode():  # as ComfyUI runs nodes
-        yield
-
-
-@pytest.fixture(scope="module")
-def bm(pack):
-    return core(pack)
+pytestmark = pytest.mark.usefixtures("comfy_inference_mode")  # as ComfyUI runs nodes
 
 
 @pytest.fixture(scope="module")
