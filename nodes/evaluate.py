@@ -13,15 +13,12 @@ import numpy as np
 from comfy_api.latest import io, ui
 
 from ..beyond_monologue.audio.audio_checks import check_audio
+from ..beyond_monologue.evaluate import avatar_metrics
 from ..beyond_monologue.evaluate.avatar_metrics import MetricModels, Stream, evaluate_avatar
 from ..beyond_monologue.evaluate.metric_weights import (
     FACENET_FILE,
     FOLDER,
     SYNCNET_FILE,
-    MetricWeightsUnavailable,
-    load_face_embedder,
-    load_syncnet,
-    missing,
 )
 from ..beyond_monologue.evaluate.plot import metrics_plot
 from .progress import progress_reporter
@@ -61,20 +58,13 @@ def default_choice(options: list[str], filename: str) -> str:
 def load_metric_models(syncnet_choice: str | None, face_choice: str | None) -> MetricModels:
     """The chosen metric networks of ``models/bm_evaluation`` (None: not needed); ``none``, a missing
     or a broken file becomes the reason its metric is unavailable (which file, which folder, where from)."""
-    models = MetricModels()
     folders = " or ".join(folder_paths.get_folder_paths(FOLDER)) or f"ComfyUI/models/{FOLDER}"
-    for choice, filename, loader, attribute in ((syncnet_choice, SYNCNET_FILE, load_syncnet, "syncnet"),
-                                                (face_choice, FACENET_FILE, load_face_embedder, "embedder")):
-        if choice is None:
-            continue
-        path = None if choice == NONE else folder_paths.get_full_path(FOLDER, choice)
-        try:
-            if path is None:
-                raise missing(filename if choice == NONE else choice, folders)
-            setattr(models, attribute, _on_device(loader(path)))
-        except MetricWeightsUnavailable as reason:
-            setattr(models, f"{attribute}_missing", str(reason))
-    return models
+    files = {}
+    for choice, filename, attribute in ((syncnet_choice, SYNCNET_FILE, "syncnet"), (face_choice, FACENET_FILE, "embedder")):
+        if choice is not None:
+            path = None if choice == NONE else folder_paths.get_full_path(FOLDER, choice)
+            files[attribute] = (path, filename if choice == NONE else choice)
+    return avatar_metrics.load_metric_models(files, folders, place=_on_device)
 
 
 def _stream(audio, name: str) -> Stream | None:

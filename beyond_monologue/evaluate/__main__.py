@@ -20,16 +20,12 @@ import sys
 from pathlib import Path
 
 from ..errors import BMInputError
-from .avatar_metrics import MetricModels, evaluate_avatar
+from .avatar_metrics import MetricModels, evaluate_avatar, load_metric_models
 from .convert import KINDS, convert_checkpoint
 from .metric_weights import (
     FACENET_FILE,
     FOLDER,
     SYNCNET_FILE,
-    MetricWeightsUnavailable,
-    load_face_embedder,
-    load_syncnet,
-    missing,
 )
 from .video_files import find_jobs, read_audio, read_frames, read_image
 
@@ -46,16 +42,10 @@ CSV_COLUMNS = (
 
 def load_models(models_dir: Path) -> MetricModels:
     """The metric networks found in ``models_dir/bm_evaluation`` (CPU), or why each is unavailable."""
-    models = MetricModels()
     folder = Path(models_dir) / FOLDER
-    for filename, loader, attribute in ((SYNCNET_FILE, load_syncnet, "syncnet"), (FACENET_FILE, load_face_embedder, "embedder")):
-        try:
-            if not (folder / filename).is_file():
-                raise missing(filename, str(folder))
-            setattr(models, attribute, loader(folder / filename))
-        except MetricWeightsUnavailable as reason:
-            setattr(models, f"{attribute}_missing", str(reason))
-    return models
+    files = {attribute: ((folder / name) if (folder / name).is_file() else None, name)
+             for attribute, name in (("syncnet", SYNCNET_FILE), ("embedder", FACENET_FILE))}
+    return load_metric_models(files, str(folder))
 
 
 def csv_row(name: str, report: dict | None, error: str = "") -> dict:

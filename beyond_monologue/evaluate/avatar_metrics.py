@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .head_motion import head_motion, mouth_activity
 from .identity import face_patches, identity_similarity
 from .lip_sync import SYNCNET_FPS, lip_sync
 from .listening import listening_metrics
+from .metric_weights import MetricWeightsUnavailable, load_face_embedder, load_syncnet, missing
 
 REPORT_VERSION = 1
 DURATION_TOLERANCE_S = 0.2  # the pack's choice: 5 frames at 25 fps; more means audio of another take
@@ -55,6 +57,24 @@ class MetricModels:
     syncnet_missing: str = "no SyncNet weights were given"
     embedder: torch.nn.Module | None = None
     embedder_missing: str = "no face-embedding weights were given"
+
+
+def load_metric_models(files: dict[str, tuple[Path | None, str]], searched: str, place=None) -> MetricModels:
+    """The metric networks of ``files`` (``"syncnet"`` / ``"embedder"`` -> (safetensors path or None when not
+    found, the file name to name if so)); a missing or broken file becomes the reason its metric is
+    unavailable (which file, ``searched`` folder, where from). ``place`` moves each loaded network (e.g.
+    to ComfyUI's device). Used by BM Evaluate Avatar and ``python -m beyond_monologue.evaluate``."""
+    loaders = {"syncnet": load_syncnet, "embedder": load_face_embedder}
+    models = MetricModels()
+    for attribute, (path, name) in files.items():
+        try:
+            if path is None:
+                raise missing(name, searched)
+            network = loaders[attribute](path)
+            setattr(models, attribute, place(network) if place is not None else network)
+        except MetricWeightsUnavailable as reason:
+            setattr(models, f"{attribute}_missing", str(reason))
+    return models
 
 
 PHASE_SHARE = (("track", 0.45), ("sync", 0.35), ("identity", 0.15), ("listen", 0.05))
