@@ -31,6 +31,8 @@ TRAINING_KEYS = {
     "bm_train_lr_new": "learning rate of the new (adapter) parameters (number)",
     "bm_train_lr_backbone": "learning rate of trainable backbone parameters (number; 0 = frozen)",
     "bm_train_ema": "EMA decay (number; 0 = off; the saved weights are the EMA weights when on)",
+    "bm_train_backbone_file": "file in models/diffusion_models holding the backbone trained together with this adapter "
+                              "(absent: the base model stayed frozen); load that file instead of the base model",
 }
 REQUIRED_KEYS = ("bm_train_stage", "bm_train_steps")
 STAGES = ("talking", "both")

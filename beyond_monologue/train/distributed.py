@@ -39,6 +39,7 @@ the run's own folder. Logs: ``log.jsonl`` (one line per optimizer step, rank 0).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,11 +54,22 @@ import torch.distributed.checkpoint as dcp
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import BMInputError
-from ..model.trained_adapter import save_trained_adapter
+from ..model.duplex_adapter import DuplexAdapter
+from ..model.trained_adapter import TrainedAdapter, save_trained_adapter
+from . import fsdp
 from .run_config import RunConfig
 from .samples import TrainingSet, load_set
 from .step import clip_loss
-from .trainer import TrainingRun, check_loss, draw_clips, finish_step, peak_memory_mib, start_run, trained_adapter
+from .trainer import (
+    TrainingRun,
+    check_loss,
+    draw_clips,
+    finish_step,
+    peak_memory_mib,
+    start_run,
+    trained_adapter,
+    training_metadata,
+)
 
 SET_FOLDER = "bm_training_sets"
 ADAPTER_FOLDER = "beyond_monologue"
@@ -110,6 +122,13 @@ def run_folder(config: RunConfig) -> Path:
     import folder_paths
 
     return Path(folder_paths.get_output_directory()) / RUNS_FOLDER / config.output
+
+
+def backbone_export_path(config: RunConfig) -> Path:
+    """``models/diffusion_models/<output>.safetensors``: the trained backbone (only when ``lr_backbone`` > 0)."""
+    import folder_paths
+
+    return Path(folder_paths.models_dir) / "diffusion_models" / f"{config.output}.safetensors"
 
 
 def export_path(config: RunConfig) -> Path:
@@ -178,23 +197,22 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
     resume = latest_checkpoint(folder)
     if resume is not None:
         check_resume(config, resume)
-    target = export_path(config)
-    if target.exists():
-        raise BMInputError("output", f"{config.output!r} already has an exported adapter ({target.name}).",
-                           "choose a new output name (the adapter file is never overwritten).")
+    targets = [export_path(config)] + ([backbone_export_path(config)] if recipe.lr_backbone > 0 else [])
+    for target in targets:
+        if target.exists():
+            raise BMInputError("output", f"{config.output!r} already has an exported file ({target}).",
+                               "choose a new output name (exported files are never overwritten).")
     training_set = load_training_sets(config)
     model_path = model_file("diffusion_models", config.model, "model")
     model = comfy.sd.load_diffusion_model(model_path)
     start = load_adapter(model_file(ADAPTER_FOLDER, config.continue_from, "continue_from")) if config.continue_from else None
     torch.manual_seed(recipe.seed)
     with torch.inference_mode(False), torch.enable_grad():
-        run = start_run(model, training_set, recipe, start)
+        run = start_run(model, training_set, recipe, start, backbone_trains=config.engine == "fsdp")
         device = run.patched.load_device
-        ddp = DistributedDataParallel(ClipLoss(run, DTYPES[config.training_dtype], config.checkpointing),
-                                      device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=True, broadcast_buffers=False, gradient_as_bucket_view=True)
+        engine = (FsdpEngine if config.engine == "fsdp" else DdpEngine)(config, run, ranks, device)
         generator = torch.Generator().manual_seed(recipe.seed)
-        step = load_checkpoint(resume, run, generator) if resume is not None else 0
+        step = engine.load(resume, generator) if resume is not None else 0
         log = folder / "log.jsonl"
         if ranks.rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
@@ -205,28 +223,115 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
             mine = clips[ranks.rank::ranks.world]
             values = torch.zeros(per_rank, dtype=torch.float64)
             for i, (sample, plan) in enumerate(mine):
-                with ddp.no_sync() if i < per_rank - 1 else contextlib.nullcontext():
-                    loss = ddp(sample, plan)
+                with engine.accumulating(last=i == per_rank - 1):
+                    loss = engine.loss(sample, plan)
                     (loss / per_rank).backward()
                 values[i] = float(loss.detach())
-            finish_step(run)
+            engine.finish_step()
             step += 1
             losses = _gather_losses(values, ranks, device)
             for value in losses:
                 check_loss(value, step)
             if ranks.rank == 0:
-                _log(log, step, clips, losses, run, ranks, time.perf_counter() - started, device)
+                _log(log, step, clips, losses, engine.optimizer, ranks, time.perf_counter() - started, device)
             if step % config.checkpoint_every == 0 or step == recipe.steps:
-                save_checkpoint(folder, config, run, generator, step, ranks)
+                save_checkpoint(folder, config, engine.state(generator, step), ranks)
             if kill_after and step == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
-        if ranks.rank != 0:
+        return engine.export(training_set, step, model_path, targets)
+
+
+class DdpEngine:
+    """Only the adapter trains: DDP over :class:`ClipLoss`, the node's optimizer and ``AveragedModel`` EMA."""
+
+    def __init__(self, config: RunConfig, run: TrainingRun, ranks: Ranks, device):
+        self.config, self.run, self.ranks = config, run, ranks
+        self.ddp = DistributedDataParallel(ClipLoss(run, DTYPES[config.training_dtype], config.checkpointing),
+                                           device_ids=[device.index] if device.type == "cuda" else None,
+                                           find_unused_parameters=True, broadcast_buffers=False, gradient_as_bucket_view=True)
+        self.optimizer = run.optimizer
+
+    def accumulating(self, last: bool):
+        """Sum gradients locally (``no_sync``) except on the rank's last clip, where DDP averages over ranks."""
+        return contextlib.nullcontext() if last else self.ddp.no_sync()
+
+    def loss(self, sample, plan) -> torch.Tensor:
+        return self.ddp(sample, plan)
+
+    def finish_step(self) -> None:
+        finish_step(self.run)
+
+    def state(self, generator: torch.Generator, step: int) -> dict:
+        return checkpoint_state(self.run, generator, step)
+
+    def load(self, path: Path, generator: torch.Generator) -> int:
+        return load_checkpoint(path, self.run, generator)
+
+    def export(self, training_set: TrainingSet, steps: int, model_path: str, targets: list[Path]) -> Path | None:
+        """Rank 0 writes the EMA adapter (layout (a)) with the run's metadata; returns its path (None elsewhere)."""
+        if self.ranks.rank != 0:
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        trained = trained_adapter(run, recipe, training_set, steps=step)
-        trained.metadata.update({"bm_train_base_model": config.model, "bm_train_base_model_sha256": file_sha256(model_path)})
-        save_trained_adapter(trained, target)
-        return target
+        trained = trained_adapter(self.run, self.config.recipe, training_set, steps=steps)
+        return _save_adapter(trained, self.config, model_path, targets[0])
+
+
+class FsdpEngine:
+    """Backbone parameters train too: FSDP2 over DiT and adapter (:mod:`beyond_monologue.train.fsdp`)."""
+
+    def __init__(self, config: RunConfig, run: TrainingRun, ranks: Ranks, device):
+        self.config, self.run, self.ranks = config, run, ranks
+        base = run.patched.model
+        names = fsdp.select_backbone_parameters(base.diffusion_model, config.backbone_parameters) \
+            if config.recipe.lr_backbone > 0 else []
+        compute = base.manual_cast_dtype or base.get_dtype()
+        self.sharded = fsdp.shard_run(run, config.recipe, names, compute, torch.device(device), ranks.world,
+                                      DTYPES[config.training_dtype], config.checkpointing)
+        self.optimizer = self.sharded.optimizer
+        self.backbone_names = names
+
+    def accumulating(self, last: bool):
+        """Keep unsharded gradients locally except on the rank's last clip, where FSDP2 reduce-scatters the mean."""
+        self.sharded.root.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
+    def loss(self, sample, plan) -> torch.Tensor:
+        return self.sharded.root(sample, plan)
+
+    def finish_step(self) -> None:
+        fsdp.finish_sharded_step(self.sharded)
+
+    def state(self, generator: torch.Generator, step: int) -> dict:
+        return fsdp.checkpoint_state(self.sharded, generator, step)
+
+    def load(self, path: Path, generator: torch.Generator) -> int:
+        return fsdp.load_sharded_checkpoint(path, self.sharded, generator)
+
+    def export(self, training_set: TrainingSet, steps: int, model_path: str, targets: list[Path]) -> Path | None:
+        """Gather the EMA weights (every rank), then rank 0 writes the adapter and, when it trained, the backbone."""
+        full = fsdp.gathered_weights(self.sharded, self.ranks.rank)
+        if self.ranks.rank != 0:
+            return None
+        adapter = DuplexAdapter(self.run.module.config)
+        adapter.load_state_dict({k.removeprefix("adapter."): v for k, v in full.items() if k.startswith("adapter.")})
+        adapter.config = dataclasses.replace(adapter.config, trained=True)
+        recipe = dataclasses.replace(self.config.recipe, steps=steps)
+        trained = TrainedAdapter(adapter.eval().requires_grad_(False),
+                                 training_metadata(recipe, training_set, adapter, self.run.patched))
+        if self.backbone_names:
+            trained.metadata["bm_train_backbone_file"] = targets[1].name
+            meta = {"bm_train_base_model": self.config.model, "bm_train_steps": str(steps),
+                    "bm_train_lr_backbone": repr(recipe.lr_backbone), "bm_train_adapter_file": targets[0].name,
+                    "bm_train_backbone_parameters": json.dumps(list(self.config.backbone_parameters))}
+            targets[1].parent.mkdir(parents=True, exist_ok=True)
+            fsdp.save_backbone(full, model_path, targets[1], meta)
+        return _save_adapter(trained, self.config, model_path, targets[0])
+
+
+def _save_adapter(trained: TrainedAdapter, config: RunConfig, model_path: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    trained.metadata.update({"bm_train_base_model": config.model, "bm_train_base_model_sha256": file_sha256(model_path)})
+    save_trained_adapter(trained, target)
+    return target
 
 
 def file_sha256(path: str) -> str:
@@ -247,13 +352,14 @@ def _gather_losses(values: torch.Tensor, ranks: Ranks, device) -> list[float]:
     return [float(gathered[j % ranks.world][j // ranks.world]) for j in range(per_rank * ranks.world)]
 
 
-def _log(path: Path, step: int, clips, losses: list[float], run: TrainingRun, ranks: Ranks, seconds: float, device) -> None:
+def _log(path: Path, step: int, clips, losses: list[float], optimizer, ranks: Ranks, seconds: float, device) -> None:
     cases: dict[str, list[float]] = {}
     for (_, plan), value in zip(clips, losses, strict=True):
         cases.setdefault(plan.case, []).append(value)
     line = {"step": step, "loss": sum(losses) / len(losses), "clip_losses": losses,
             "loss_by_case": {case: sum(v) / len(v) for case, v in sorted(cases.items())},
-            "lr": run.optimizer.param_groups[0]["lr"], "world_size": ranks.world, "seconds": seconds,
+            "lr": optimizer.param_groups[0]["lr"],
+            "lr_backbone": optimizer.param_groups[1]["lr"] if len(optimizer.param_groups) > 1 else 0.0, "world_size": ranks.world, "seconds": seconds,
             "clips_per_s": len(losses) / seconds, "peak_memory_mib_rank0": peak_memory_mib(device)}
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
@@ -276,14 +382,15 @@ def checkpoint_state(run: TrainingRun, generator: torch.Generator, step: int) ->
     return state
 
 
-def save_checkpoint(folder: Path, config: RunConfig, run: TrainingRun, generator: torch.Generator, step: int,
-                    ranks: Ranks) -> Path:
-    """Write ``folder/step_NNNNNNNN`` with DCP, then (rank 0, after every rank finished) its ``run.json``."""
+def save_checkpoint(folder: Path, config: RunConfig, state: dict, ranks: Ranks) -> Path:
+    """Write ``state`` as ``folder/step_NNNNNNNN`` with DCP, then (rank 0, after every rank finished) its ``run.json``."""
+    step = int(state["step"])
     path = folder / f"step_{step:08d}"
-    dcp.save(checkpoint_state(run, generator, step), checkpoint_id=str(path))
+    dcp.save(state, checkpoint_id=str(path))
     dist.barrier()
     if ranks.rank == 0:
         facts = {"step": step, "stage": config.recipe.stage, "global_batch": config.global_batch, "world_size": ranks.world,
+                 "parallelism": config.engine, "backbone_parameters": list(config.backbone_parameters) if config.recipe.lr_backbone > 0 else [],
                  "model": config.model, "training_sets": list(config.training_sets), "recipe": config.recipe.to_dict()}
         (path / "run.json").write_text(json.dumps(facts, indent=1))
     dist.barrier()
@@ -303,9 +410,11 @@ def check_resume(config: RunConfig, path: Path) -> None:
         BMInputError: naming the config key that differs.
     """
     facts = json.loads((path / "run.json").read_text())
+    backbone = list(config.backbone_parameters) if config.recipe.lr_backbone > 0 else []
     for key, now in (("recipe.stage", config.recipe.stage), ("global_batch", config.global_batch),
-                     ("model", config.model), ("training_sets", list(config.training_sets))):
-        before = facts["stage"] if key == "recipe.stage" else facts[key]
+                     ("model", config.model), ("training_sets", list(config.training_sets)),
+                     ("parallelism", config.engine), ("backbone_parameters", backbone)):
+        before = facts["stage"] if key == "recipe.stage" else facts.get(key, {"parallelism": "ddp", "backbone_parameters": []}.get(key))
         if before != now:
             raise BMInputError(key, f"is {now!r} but the checkpoint {path.name} of run {config.output!r} was made with "
                                f"{before!r}.", f"set {key} back to {before!r}, or use a new output name for a new run.")

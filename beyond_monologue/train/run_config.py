@@ -45,8 +45,9 @@ PRESETS = {
              "global_batch": 32, "training_dtype": "bfloat16"},
 }
 TRAINING_DTYPES = ("float32", "bfloat16", "float16")
+PARALLELISMS = ("auto", "ddp", "fsdp")
 TOP_KEYS = ("model", "training_sets", "output", "preset", "global_batch", "checkpoint_every", "training_dtype",
-            "checkpointing", "continue_from", "recipe")
+            "checkpointing", "continue_from", "parallelism", "backbone_parameters", "recipe")
 DERIVED_RECIPE_KEYS = ("batch_size", "grad_accumulation")
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(TrainRecipe) if f.name not in DERIVED_RECIPE_KEYS)
 
@@ -69,6 +70,12 @@ class RunConfig:
         checkpointing: gradient (activation) checkpointing of every DiT block.
         continue_from: adapter file in ``models/beyond_monologue`` to start from ("" = a new adapter).
         preset: the stage preset the config started from ("" = none).
+        parallelism: ``"ddp"`` (the adapter trains, the frozen backbone is replicated), ``"fsdp"``
+            (FSDP2 ``fully_shard``: required when ``recipe.lr_backbone`` > 0) or ``"auto"`` (fsdp
+            exactly when backbone parameters train); :attr:`engine` is the resolved one.
+        backbone_parameters: ``fnmatch`` patterns over the DiT's parameter names that train at
+            ``recipe.lr_backbone`` (default ``("*",)``: all of them, the pack's choice since the paper
+            does not say which).
     """
 
     model: str
@@ -81,6 +88,15 @@ class RunConfig:
     checkpointing: bool = True
     continue_from: str = ""
     preset: str = ""
+    parallelism: str = "auto"
+    backbone_parameters: tuple[str, ...] = ("*",)
+
+    @property
+    def engine(self) -> str:
+        """``"ddp"`` or ``"fsdp"``: :attr:`parallelism` with ``"auto"`` resolved."""
+        if self.parallelism != "auto":
+            return self.parallelism
+        return "fsdp" if self.recipe.lr_backbone > 0 else "ddp"
 
     def check_world_size(self, world_size: int) -> int:
         """Clips per rank per optimizer step.
@@ -152,11 +168,21 @@ def parse_config(data: dict, label: str = "config") -> RunConfig:
         recipe = TrainRecipe(**values)
     except BMInputError as err:
         raise BMInputError(f"recipe.{err.input_name}", err.problem, err.fix) from None
+    parallelism = _expect(data.get("parallelism", "auto"), str, "parallelism", "a string")
+    if parallelism not in PARALLELISMS:
+        raise BMInputError("parallelism", f"is {parallelism!r}.", f"use one of {', '.join(PARALLELISMS)}.")
+    if parallelism == "ddp" and recipe.lr_backbone > 0:
+        raise BMInputError("parallelism", f"is 'ddp' but recipe.lr_backbone is {recipe.lr_backbone}: DDP replicates the "
+                           "trained backbone with its AdamW state on every GPU (16 B a parameter).",
+                           "use parallelism = \"fsdp\" (or \"auto\"), or set recipe.lr_backbone = 0.")
+    patterns = _expect(data.get("backbone_parameters", ["*"]), list, "backbone_parameters", "a list of name patterns")
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise BMInputError("backbone_parameters", f"is {patterns!r}.", "list fnmatch patterns such as \"blocks.*\".")
     return RunConfig(model=data["model"], training_sets=tuple(sets), output=output, recipe=recipe,
                      global_batch=global_batch, checkpoint_every=every, training_dtype=dtype,
                      checkpointing=_expect(data.get("checkpointing", True), bool, "checkpointing", "true or false"),
                      continue_from=_expect(data.get("continue_from", ""), str, "continue_from", "a file name"),
-                     preset=preset)
+                     preset=preset, parallelism=parallelism, backbone_parameters=tuple(patterns))
 
 
 def load_config(path: str | Path) -> RunConfig:

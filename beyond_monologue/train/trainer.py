@@ -105,8 +105,11 @@ def check_set(model, training_set: TrainingSet, adapter: DuplexAdapter) -> None:
     check_compatible(adapter.config, b.dim, b.num_layers, b.num_heads, "adapter")
 
 
-def _optimizer(recipe: TrainRecipe, params) -> torch.optim.Optimizer:
-    groups = [{"params": params, "lr": recipe.lr_new}]
+def make_optimizer(recipe: TrainRecipe, params, backbone_params=()) -> torch.optim.Optimizer:
+    """The recipe's optimizer: group 0 the adapter parameters at ``lr_new``, group 1 (when given) backbone parameters at ``lr_backbone``."""
+    groups = [{"params": list(params), "lr": recipe.lr_new}]
+    if backbone_params:
+        groups.append({"params": list(backbone_params), "lr": recipe.lr_backbone})
     if recipe.optimizer == "AdamW":
         return torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "Adam":
@@ -140,17 +143,22 @@ class TrainingRun:
     ema: AveragedModel | None
 
 
-def start_run(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: DuplexAdapter | None = None) -> TrainingRun:
+def start_run(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: DuplexAdapter | None = None,
+              backbone_trains: bool = False) -> TrainingRun:
     """Attach a trainable copy of ``adapter`` (or a new one) to ``model`` and build its optimizer and EMA.
 
     Call with autograd on and outside inference mode (``train_adapter`` and the ``torchrun`` runner do).
+    ``backbone_trains``: the caller (the FSDP2 path of the ``torchrun`` run) makes backbone parameters
+    trainable itself and replaces optimizer and EMA; elsewhere ``lr_backbone`` > 0 is refused.
 
     Raises:
-        BMInputError: ``lr_backbone`` > 0 (not built) and see :func:`check_set`.
+        BMInputError: ``lr_backbone`` > 0 outside the FSDP2 path, and see :func:`check_set`.
     """
-    if recipe.lr_backbone > 0:
-        raise BMInputError("lr_backbone", f"is {recipe.lr_backbone}: training backbone parameters is not built yet "
-                           "(only the adapter trains; the backbone stays frozen).", "set lr_backbone to 0.")
+    if recipe.lr_backbone > 0 and not backbone_trains:
+        raise BMInputError("lr_backbone", f"is {recipe.lr_backbone}: backbone parameters train only in a torchrun run "
+                           "with FSDP2 (5e9 float32 weights, gradients and AdamW moments do not fit one GPU).",
+                           "set lr_backbone to 0 here, or train with `python -m beyond_monologue.train run` and "
+                           "parallelism = \"fsdp\" (docs/TRAINING.md).")
     module = _trainable_copy(adapter) if adapter is not None else new_adapter(model, training_set, recipe.seed)
     module.requires_grad_(True).train()
     check_set(model, training_set, module)
@@ -162,7 +170,7 @@ def start_run(model, training_set: TrainingSet, recipe: TrainRecipe, adapter: Du
     comfy.model_management.load_models_gpu([patched, patcher], force_full_load=True)
     patched.model.requires_grad_(False)
     _autograd_ready(patched.model)
-    optimizer = _optimizer(recipe, params)
+    optimizer = make_optimizer(recipe, params)
     ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
         if recipe.ema_decay > 0 else None
     return TrainingRun(patched, module, names, optimizer, ema)

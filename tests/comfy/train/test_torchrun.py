@@ -53,12 +53,12 @@ def base(pack, tmp_path_factory):
     return root
 
 
-def _config(base, output, steps=3, every=2, stage="both"):
+def _config(base, output, steps=3, every=2, stage="both", top="", recipe=""):
     path = base / f"{output}.toml"
-    path.write_text(f'model = "tiny.safetensors"\ntraining_sets = ["clips.safetensors"]\noutput = "{output}"\n'
+    path.write_text(f'model = "tiny.safetensors"\ntraining_sets = ["clips.safetensors"]\noutput = "{output}"\n{top}'
                     f'global_batch = 4\ncheckpoint_every = {every}\ntraining_dtype = "float32"\ncheckpointing = false\n'
                     f'continue_from = "start.safetensors"\n[recipe]\nstage = "{stage}"\nsteps = {steps}\nlr_new = 1e-3\n'
-                    'ema_decay = 0.5\nseed = 3\nwindow_latents = 2\ndropout_talk = 0.5\ndropout_listen = 0.5\n')
+                    'ema_decay = 0.5\nseed = 3\nwindow_latents = 2\ndropout_talk = 0.5\ndropout_listen = 0.5\n' + recipe)
     return path
 
 
@@ -163,3 +163,44 @@ def test_bad_configs_name_the_key(base):
     plan = subprocess.run([sys.executable, "-m", "beyond_monologue.train", "run", "--config", str(missing), "--dry-run",
                            "--base-directory", str(base), "--cpu"], cwd=PACK_ROOT, capture_output=True, text=True, timeout=120)
     assert plan.returncode == 2 and "model: 'absent.safetensors' is not in models/diffusion_models" in plan.stderr
+
+
+BACKBONE = {"top": 'backbone_parameters = ["blocks.*"]\n', "recipe": "lr_backbone = 1e-3\n"}
+
+
+def _trained_dit(base, output):
+    return load_file(str(base / "models" / "diffusion_models" / f"{output}.safetensors"))
+
+
+def test_fsdp2_trains_backbone_and_adapter_the_same_on_two_processes_and_resumes(base):
+    _torchrun(base, _config(base, "fsdp_one", steps=4, **BACKBONE), 1)
+    _torchrun(base, _config(base, "fsdp_two", steps=4, **BACKBONE), 2)
+    one, two = _log(base, "fsdp_one"), _log(base, "fsdp_two")
+    assert [line["lr_backbone"] for line in one] == [1e-3] * 4 and two[0]["world_size"] == 2
+    for a, b in zip(one, two, strict=True):
+        assert all(_close(x, y) for x, y in zip(a["clip_losses"], b["clip_losses"], strict=True)), (a, b)
+    base_dit = load_file(str(base / "models" / "diffusion_models" / "tiny.safetensors"))
+    first, second = _trained_dit(base, "fsdp_one"), _trained_dit(base, "fsdp_two")
+    assert first.keys() == base_dit.keys()
+    moved = [k for k in base_dit if not torch.equal(first[k], base_dit[k])]
+    assert moved and all(k.startswith("blocks.") for k in moved)  # only the selected parameters train
+    for key in moved:
+        assert (first[key] - second[key]).abs().max() <= 1e-3 * (first[key] - base_dit[key]).abs().max() + 1e-9, key
+    a, b = _adapter(base, "fsdp_one"), _adapter(base, "fsdp_two")
+    start = load_file(str(base / "models" / "beyond_monologue" / "start.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)
+    for key in a:
+        assert (a[key] - b[key]).abs().max() <= 1e-3 * (a[key] - start[key]).abs().max() + 1e-9, key
+    with safe_open(str(base / "models" / "beyond_monologue" / "fsdp_two.safetensors"), framework="pt") as f:
+        assert f.metadata()["bm_train_backbone_file"] == "fsdp_two.safetensors"
+    # killed after step 3 (checkpoint at 2), resumed on one process: the unbroken two-process result
+    killed = _torchrun(base, _config(base, "fsdp_broken", steps=4, **BACKBONE), 2, kill_after=3, check=False)
+    assert killed.returncode != 0
+    _torchrun(base, _config(base, "fsdp_broken", steps=4, **BACKBONE), 1)
+    broken = _log(base, "fsdp_broken")
+    assert [line["step"] for line in broken] == [1, 2, 3, 3, 4]
+    for x, y in zip(two[3]["clip_losses"], broken[4]["clip_losses"], strict=True):
+        assert _close(x, y), (two[3], broken[4])
+    resumed = _trained_dit(base, "fsdp_broken")
+    for key in moved:
+        assert torch.allclose(resumed[key], second[key], rtol=1e-5, atol=1e-7), key
