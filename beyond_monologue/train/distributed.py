@@ -19,14 +19,17 @@ one training path of the ComfyUI node (:mod:`beyond_monologue.train.trainer`):
 * :func:`~beyond_monologue.train.trainer.finish_step` (AdamW step, EMA update) then runs on every
   rank on identical gradients, so every rank holds the same adapter.
 
-Why DDP and not FSDP2 (``fully_shard``): only the adapter trains (``lr_backbone`` > 0 is not built),
-so the frozen backbone needs no gradients or optimizer state and is simply replicated (10 GB in
-bf16 for Wan2.2-TI2V-5B); the adapter's 1.47 B parameters with float32 weights, gradients, two
-AdamW moments and the EMA copy are 1.47e9 x 20 B = 29 GB per GPU, which fits an 80 GB GPU next to
-the backbone and ~10 GB of checkpointed activations. FSDP2 would shard those 29 GB over the ranks
-but all-gather every block's adapter weights in each forward and backward. It becomes necessary
-when backbone parameters train: 5e9 x 16 B (float32 weights, gradients, AdamW moments) = 80 GB on
-top of the rest, which only fits sharded (``fully_shard`` over 8 GPUs: 10 GB each).
+Two engines (the config's ``parallelism``; ``auto`` = FSDP2 exactly when backbone parameters train):
+
+* :class:`DdpEngine`: only the adapter trains, so the frozen backbone needs no gradients or
+  optimizer state and is simply replicated (10 GB in bf16 for Wan2.2-TI2V-5B); the adapter's
+  1.47 B parameters with float32 weights, gradients, two AdamW moments and the EMA copy are
+  1.47e9 x 20 B = 29 GB per GPU, which fits an 80 GB GPU next to the backbone and ~10 GB of
+  checkpointed activations.
+* :class:`FsdpEngine`: backbone parameters train too (``recipe.lr_backbone`` > 0, the paper's 2e-6
+  group): 5e9 x 16 B (float32 weights, gradients, AdamW moments) = 80 GB on top of the rest fits only
+  sharded, so DiT and adapter go through FSDP2's ``fully_shard`` (:mod:`beyond_monologue.train.fsdp`).
+  The step loop, the clip draw and the logs are the same; checkpoints hold the sharded state.
 
 Checkpoints: ``torch.distributed.checkpoint`` (DCP) folders ``step_NNNNNNNN`` in the run folder
 holding the adapter, the EMA, the optimizer state (per parameter name), the step, the clip

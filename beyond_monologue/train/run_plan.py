@@ -4,11 +4,20 @@ Nothing is loaded but safetensors headers (the model's tensor shapes and dtype, 
 sample shapes and metadata) and the adapter is built on the ``meta`` device to count its
 parameters, so the plan of a 5B-parameter run prints in a second on any machine.
 
-Memory arithmetic per rank (DDP: every rank holds a full replica; estimates, not measurements):
+Memory arithmetic per rank (estimates, not measurements). DDP (only the adapter trains; every
+rank holds a full replica):
 
 * frozen backbone: its parameters x bytes per parameter of the file (bf16: 2 B);
 * adapter, trained in float32: weights 4 B + gradients 4 B (DDP's buckets are views of them,
   ``gradient_as_bucket_view``) + AdamW's two moments 8 B + the EMA copy 4 B = 20 B a parameter;
+
+FSDP2 (:mod:`beyond_monologue.train.fsdp`; everything below is divided by the world size):
+
+* backbone as float32 master shards: 4 B a parameter (frozen ones too);
+* trained backbone parameters: gradients 4 B + AdamW moments 8 B + EMA 4 B = 16 B a parameter;
+* adapter: 20 B a parameter as above;
+* plus, not divided: the gathered unit weights (one block's worth in the file's dtype, twice for
+  FSDP2's prefetch) and that block's float32 unsharded gradients;
 * activations of the largest clip crop (tokens = latent frames x h/2 x w/2, Wan2.2's 1x2x2 patches,
   plus the guide latent's frame): with gradient checkpointing the block inputs
   (``layers x tokens x dim``) plus one recomputed block (~20 such tensors and the FFN hidden
@@ -17,6 +26,7 @@ Memory arithmetic per rank (DDP: every rank holds a full replica; estimates, not
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import re
@@ -110,18 +120,35 @@ def adapter_parameters(model: ModelFacts, signature: dict) -> int:
     return sum(p.numel() for p in adapter.parameters())
 
 
-def memory_estimate(config: RunConfig, model: ModelFacts, adapter_params: int, max_tokens: int) -> dict[str, float]:
-    """GiB per rank: ``backbone``, ``adapter_training`` (20 B a parameter), ``activations``, ``total``."""
+def memory_estimate(config: RunConfig, model: ModelFacts, adapter_params: int, max_tokens: int, world: int = 1,
+                    trained_backbone: int = 0) -> dict[str, float]:
+    """GiB per rank: ``backbone``, (FSDP2: ``backbone_training``, ``gathered``), ``adapter_training``, ``activations``, ``total``.
+
+    ``trained_backbone``: backbone parameters that train (FSDP2 runs; see the module docstring).
+    """
     act = ACTIVATION_BYTES[config.training_dtype]
     per_block = 20 * max_tokens * model.dim * act + max_tokens * model.ffn_dim * act
     if config.checkpointing:
         activations = model.layers * max_tokens * model.dim * act + per_block
     else:
         activations = model.layers * per_block
-    out = {"backbone": model.parameters * model.bytes_per_parameter / GIB, "adapter_training": adapter_params * 20 / GIB,
-           "activations": activations / GIB}
+    if config.engine == "fsdp":
+        block = model.parameters / max(model.layers, 1)
+        out = {"backbone": model.parameters * 4 / world / GIB, "backbone_training": trained_backbone * 16 / world / GIB,
+               "adapter_training": adapter_params * 20 / world / GIB,
+               "gathered": block * (2 * model.bytes_per_parameter + 4) / GIB, "activations": activations / GIB}
+    else:
+        out = {"backbone": model.parameters * model.bytes_per_parameter / GIB, "adapter_training": adapter_params * 20 / GIB,
+               "activations": activations / GIB}
     out["total"] = sum(out.values())
     return out
+
+
+def matching_parameters(path: str, patterns: tuple[str, ...]) -> int:
+    """Parameters of a DiT file whose names (without ``model.diffusion_model.``) match any ``fnmatch`` pattern."""
+    with safe_open(path, framework="pt") as f:
+        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys()  # noqa: SIM118
+                   if any(fnmatch.fnmatchcase(key.removeprefix("model.diffusion_model."), p) for p in patterns))
 
 
 def file_parameters(path: str) -> int:
@@ -150,7 +177,8 @@ def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tu
         adapter = file_parameters(adapter_path)
     else:
         adapter = adapter_parameters(model, next(s.signature for s in sets if s.signature)) if clips else 0
-    memory = memory_estimate(config, model, adapter, tokens)
+    trained = matching_parameters(model_path, config.backbone_parameters) if recipe.lr_backbone > 0 else 0
+    memory = memory_estimate(config, model, adapter, tokens, world, trained)
     lines = [f"run {config.output!r}: stage {recipe.stage!r} (preset {config.preset or 'none'}), model {config.model}",
              f"training sets ({len(sets)}):"]
     lines += [f"  {s.name}: {s.clips} clips, {s.seconds / 60:.1f} min" for s in sets]
@@ -159,7 +187,10 @@ def plan_text(config: RunConfig, world: int, model_path: str, set_paths: list[tu
               f"steps: {recipe.steps} x global batch {config.global_batch} = {seen} clip passes "
               f"({seen / max(clips, 1):.1f} per clip)",
               f"world size {world}: {per_rank} clips per rank per step, checkpoint every {config.checkpoint_every} steps",
-              f"model: {model.parameters / 1e9:.3f} B parameters ({model.dim} wide, {model.layers} blocks), frozen",
+              f"model: {model.parameters / 1e9:.3f} B parameters ({model.dim} wide, {model.layers} blocks), "
+              + (f"{trained / 1e9:.3f} B of them train at lr {recipe.lr_backbone}" if trained else "frozen"),
+              f"parallelism: {config.engine}" + (" (FSDP2 fully_shard: weights, gradients and optimizer state sharded)"
+                                                  if config.engine == "fsdp" else " (the adapter's gradients averaged by DDP)"),
               f"adapter ({config.continue_from or 'new'}): {adapter / 1e9:.3f} B parameters, {recipe.optimizer} lr {recipe.lr_new}, EMA {recipe.ema_decay}",
               f"largest crop: {tokens} tokens; {config.training_dtype}, gradient checkpointing {config.checkpointing}",
               "memory per rank (GiB, estimate): " + ", ".join(f"{k} {v:.2f}" for k, v in memory.items())]

@@ -34,6 +34,10 @@ def test_presets_are_the_paper_stages_and_overrides_win(tmp_path):
     ({**BASE, "output": "../elsewhere"}, "output"),
     ({**BASE, "training_sets": []}, "training_sets"),
     ({"training_sets": ["a"], "output": "run"}, "model"),
+    ({**BASE, "parallelism": "zero3"}, "parallelism"),
+    ({**BASE, "parallelism": "ddp", "recipe": {"lr_backbone": 2e-6}}, "parallelism"),
+    ({**BASE, "backbone_parameters": []}, "backbone_parameters"),
+    ({**BASE, "backbone_parameters": "blocks.*"}, "backbone_parameters"),
 ])
 def test_bad_configs_name_the_key(data, key):
     with pytest.raises(BMInputError) as err:
@@ -48,3 +52,11 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused(tmp_path):
     (tmp_path / "bad.toml").write_text("model = [")
     with pytest.raises(BMInputError, match=r"^config"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_backbone_training_chooses_fsdp2_and_adapter_only_runs_ddp():
+    assert parse_config(BASE).engine == "ddp"
+    backbone = parse_config({**BASE, "recipe": {"lr_backbone": 2e-6}})
+    assert backbone.engine == "fsdp" and backbone.backbone_parameters == ("*",)
+    chosen = parse_config({**BASE, "parallelism": "fsdp", "backbone_parameters": ["blocks.*.cross_attn.*"]})
+    assert chosen.engine == "fsdp" and chosen.backbone_parameters == ("blocks.*.cross_attn.*",)

@@ -23,6 +23,17 @@ def test_a_wan22_5b_adapter_run_fits_an_80_gb_gpu_only_with_checkpointing():
     assert memory_estimate(dataclasses.replace(config, checkpointing=False), WAN22_5B, adapter, tokens)["total"] > 80
 
 
+def test_training_the_5b_backbone_fits_80_gb_only_sharded_over_8_gpus():
+    adapter = adapter_parameters(WAN22_5B, SIGNATURE)
+    config = parse_config({"model": "m", "training_sets": ["a"], "output": "o", "preset": "talking",
+                           "recipe": {"lr_backbone": 2e-6}})
+    tokens = 32 * 22 * 40
+    one = memory_estimate(config, WAN22_5B, adapter, tokens, world=1, trained_backbone=WAN22_5B.parameters)
+    eight = memory_estimate(config, WAN22_5B, adapter, tokens, world=8, trained_backbone=WAN22_5B.parameters)
+    assert abs(one["backbone_training"] - 5e9 * 16 / 2**30) < 1e-6 and one["total"] > 120
+    assert abs(eight["backbone_training"] * 8 - one["backbone_training"]) < 1e-6 and 20 < eight["total"] < 40
+
+
 def test_model_facts_come_from_the_header(tmp_path):
     sd = {"model.diffusion_model.patch_embedding.weight": torch.zeros(8, 48, 1, 2, 2, dtype=torch.bfloat16),
           "model.diffusion_model.blocks.0.ffn.0.weight": torch.zeros(16, 8, dtype=torch.bfloat16),
