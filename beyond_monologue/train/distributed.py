@@ -61,6 +61,7 @@ from ..model.duplex_adapter import DuplexAdapter
 from ..model.trained_adapter import TrainedAdapter, save_trained_adapter
 from . import fsdp
 from .run_config import RunConfig
+from .run_log import RunLog
 from .samples import TrainingSet, load_set
 from .step import clip_loss
 from .trainer import (
@@ -68,7 +69,6 @@ from .trainer import (
     check_loss,
     draw_clips,
     finish_step,
-    peak_memory_mib,
     start_run,
     trained_adapter,
     training_metadata,
@@ -216,9 +216,10 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
         engine = (FsdpEngine if config.engine == "fsdp" else DdpEngine)(config, run, ranks, device)
         generator = torch.Generator().manual_seed(recipe.seed)
         step = engine.load(resume, generator) if resume is not None else 0
-        log = folder / "log.jsonl"
+        log = None
         if ranks.rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
+            log = RunLog(folder, ranks.world)
         kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         while step < recipe.steps:
             started = time.perf_counter()
@@ -235,12 +236,14 @@ def _train(config: RunConfig, ranks: Ranks, per_rank: int) -> Path | None:
             losses = _gather_losses(values, ranks, device)
             for value in losses:
                 check_loss(value, step)
-            if ranks.rank == 0:
-                _log(log, step, clips, losses, engine.optimizer, ranks, time.perf_counter() - started, device)
+            if log is not None:
+                log.step(step, clips, losses, engine.optimizer, time.perf_counter() - started, device)
             if step % config.checkpoint_every == 0 or step == recipe.steps:
                 save_checkpoint(folder, config, engine.state(generator, step), ranks)
             if kill_after and step == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if log is not None:
+            log.close()
         return engine.export(training_set, step, model_path, targets)
 
 
@@ -353,19 +356,6 @@ def _gather_losses(values: torch.Tensor, ranks: Ranks, device) -> list[float]:
     dist.all_gather(gathered, local)
     per_rank = values.numel()
     return [float(gathered[j % ranks.world][j // ranks.world]) for j in range(per_rank * ranks.world)]
-
-
-def _log(path: Path, step: int, clips, losses: list[float], optimizer, ranks: Ranks, seconds: float, device) -> None:
-    cases: dict[str, list[float]] = {}
-    for (_, plan), value in zip(clips, losses, strict=True):
-        cases.setdefault(plan.case, []).append(value)
-    line = {"step": step, "loss": sum(losses) / len(losses), "clip_losses": losses,
-            "loss_by_case": {case: sum(v) / len(v) for case, v in sorted(cases.items())},
-            "lr": optimizer.param_groups[0]["lr"],
-            "lr_backbone": optimizer.param_groups[1]["lr"] if len(optimizer.param_groups) > 1 else 0.0, "world_size": ranks.world, "seconds": seconds,
-            "clips_per_s": len(losses) / seconds, "peak_memory_mib_rank0": peak_memory_mib(device)}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
 
 
 def checkpoint_state(run: TrainingRun, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:

@@ -104,6 +104,11 @@ def test_two_processes_train_exactly_what_one_process_trains(base):
         assert len(a["clip_losses"]) == 4 and a["loss_by_case"].keys() == b["loss_by_case"].keys()
         assert all(_close(x, y) for x, y in zip(a["clip_losses"], b["clip_losses"], strict=True)), (a, b)
     assert any("null" in case for line in one for case in line["loss_by_case"])  # learned nulls trained too
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(base / "output" / "bm_train" / "two" / "tensorboard")).Reload()
+    assert [round(e.value, 5) for e in events.Scalars("loss")] == [round(line["loss"], 5) for line in two]
+    assert {f"loss_by_case/{case}" for line in two for case in line["loss_by_case"]} <= set(events.Tags()["scalars"])
     start = load_file(str(base / "models" / "beyond_monologue" / "start.safetensors"))
     first, second = _adapter(base, "one"), _adapter(base, "two")
     assert first.keys() == second.keys()
