@@ -109,7 +109,7 @@ def cmd_download(args) -> int:
     cache = Sha256Cache(args.cache)
     try:
         results = download_set(manifest, args.set, models_dir, include_optional=args.with_optional,
-                               timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
+                               timeout_s=args.timeout, probe_timeout_s=args.probe_timeout, retries=args.retries,
                                progress=not args.quiet, cache=cache)
     except NetworkUnavailable as error:
         print(error, file=sys.stderr)
@@ -202,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "uses huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT)")
     p.add_argument("--probe-timeout", type=float, default=5.0,
                    help="seconds to wait for the hub's first answer before declaring no network (default 5)")
-    p.add_argument("--retries", type=int, default=None,
-                   help="ignored, kept for old command lines: huggingface_hub retries a dropped connection itself")
+    p.add_argument("--retries", type=int, default=3,
+                   help="further downloads of a file after a dropped connection (default 3; huggingface_hub also "
+                        "retries inside each)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("smoke", help="write small untrained checkpoints in the real layouts (for tests and demos)",

@@ -16,9 +16,9 @@ dropped connection resumed with an HTTP ``Range`` request. Per file:
 3. :func:`huggingface_hub.hf_hub_download` fetches that commit (so a ``main`` that moves in between
    changes nothing) with ``local_dir`` = a staging folder ``models/<folder>/.bm_download-<id>/``.
 4. The staged file is checked (size, sha256 against the manifest and the hub, safetensors
-   structure), then renamed over ``models/<folder>/<filename>`` in one ``os.replace``; the staging
-   folder is removed whatever happened. A file that fails a check is deleted, and the file it was
-   meant to replace stays as it was.
+   structure), then renamed over ``models/<folder>/<filename>`` in one ``os.replace`` and the
+   staging folder removed. A file that fails a check is deleted, and the file it was meant to
+   replace stays as it was.
 
 Why ``local_dir`` staging and not the hub cache (``~/.cache/huggingface/hub``) plus a copy or a
 link: a copy doubles the disk space and the time of 5-30 GB files; a link into the cache breaks the
@@ -28,18 +28,24 @@ system, so the checked file arrives with one atomic rename; ComfyUI never lists 
 ``.incomplete`` files huggingface_hub writes meanwhile (not a model extension), and
 :meth:`.ModelFile.find_in` skips the staging folders.
 
-Resume: ``huggingface_hub`` resumes a transfer whose connection drops (``Range`` from the bytes it
-has, up to 5 attempts without progress). Since huggingface_hub 1.x it writes each transfer to a
-process-unique temporary file that it deletes when the call fails (huggingface/huggingface_hub
-PR #4228), so a download that was killed (Ctrl-C, crash) starts that file again on the next run.
+Resume: huggingface_hub 1.x/2.x resumes a connection that drops inside the call (``Range`` from
+the bytes it has, up to 5 attempts without progress) but deletes its partial file when the call
+fails (a process-unique temporary file, huggingface/huggingface_hub PR #4228), so a download that
+was killed (Ctrl-C, crash) starts that file again on the next run. huggingface_hub 0.x keeps the
+partial file (``.incomplete``, named by the file's etag, so only the same upstream version is
+continued) and resumes it on the next call: the pack calls again after a dropped connection
+(``retries``) and leaves the staging folder in place after a failed transfer, so running the
+command again resumes there too. Tested with huggingface_hub 0.26.5, 0.36.0 and 2.4.0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,15 +113,15 @@ def hub_metadata(file: ModelFile, timeout_s: float, endpoint: str | None = None)
 
     Raises:
         huggingface_hub.utils.HfHubHTTPError: the hub answered with an error (not found, gated, ...).
-        Exception: any other exception means the hub could not be reached; its class depends on the
-            installed huggingface_hub (requests in 0.x, httpx in 1.x, httpx2 in 2.x).
+        Exception: the hub could not be reached (see :func:`_is_transport_error`: the class depends
+            on the installed huggingface_hub).
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     if file.revision is None:
         log.warning("%s: the manifest pins no revision; using the hub's current 'main'", file.filename)
     url = hf_hub_url(file.repo_id, file.path_in_repo, revision=file.revision or "main", endpoint=endpoint)
-    meta = get_hf_file_metadata(url, timeout=timeout_s, endpoint=endpoint)
+    meta = get_hf_file_metadata(url, timeout=timeout_s)
     etag = (meta.etag or "").strip('"').lower()
     is_sha256 = len(etag) == 64 and all(c in "0123456789abcdef" for c in etag)
     return HubFile(meta.commit_hash, etag if is_sha256 else None, meta.size)
@@ -160,55 +166,98 @@ def _check_staged(file: ModelFile, hub: HubFile, staged: Path, progress: bool) -
     return completeness_problem(staged) if staged.suffix.lower() == ".safetensors" else None, digest
 
 
-def download_file(file: ModelFile, target: Path, hub: HubFile | None = None, timeout_s: float = 10.0,
-                  endpoint: str | None = None, progress: bool = True, cache: Sha256Cache | None = None) -> tuple[str, str]:
-    """Download ``file`` from the hub and put it at ``target`` once it is checked.
+def _is_transport_error(error: BaseException) -> bool:
+    """True when ``error`` says the hub could not be reached or the connection broke.
 
-    Returns:
-        (sha256 of the new file, the commit it was downloaded from).
+    huggingface_hub raises its HTTP client's own exceptions for these (requests/urllib3 in 0.x,
+    httpx in 1.x, httpx2 in 2.x), so they are told apart by module, not by class; an HTTP error
+    answer (:class:`HfHubHTTPError`) is not one, nor is a local file error (disk full, no permission).
+    """
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        return False
+    if isinstance(error, OSError) and error.errno in _LOCAL_ERRNOS:
+        return False
+    return isinstance(error, OSError) or any(
+        cls.__module__.split(".")[0] in _TRANSPORT_MODULES for cls in type(error).__mro__)
+
+
+_TRANSPORT_MODULES = ("requests", "urllib3", "httpx", "httpx2", "httpcore", "ssl", "socket")
+_LOCAL_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EEXIST", "ENOTDIR",
+                                                 "EISDIR") if hasattr(errno, name)}  # EDQUOT: not on Windows
+
+
+def _transfer(file: ModelFile, hub: HubFile, stage: Path, endpoint: str | None, retries: int,
+              backoff_s: float) -> Path:
+    """``hf_hub_download`` into ``stage``, again after a dropped connection (up to ``retries`` more times).
+
+    huggingface_hub 2.x resumes a dropped connection inside the call; 0.x does not, but keeps the
+    partial file in ``stage`` (``.incomplete``, keyed by the file's etag) and resumes it on the next call.
+    """
+    from huggingface_hub import hf_hub_download
+
+    attempt = 0
+    while True:
+        try:
+            return Path(hf_hub_download(file.repo_id, file.path_in_repo, revision=hub.commit, local_dir=stage,
+                                        endpoint=endpoint))
+        except Exception as error:
+            if attempt == retries or not _is_transport_error(error):
+                raise
+            attempt += 1
+            log.warning("%s: %s; trying again", file.filename, _first_line(error))
+            time.sleep(backoff_s * attempt)
+
+
+def download_file(file: ModelFile, target: Path, hub: HubFile | None = None, timeout_s: float = 10.0,
+                  endpoint: str | None = None, retries: int = 3, backoff_s: float = 2.0, progress: bool = True,
+                  cache: Sha256Cache | None = None) -> tuple[str, str]:
+    """Download ``file`` from the hub and put it at ``target`` once it is checked.
 
     Args:
         hub: the file's metadata when already asked (:func:`hub_metadata`); else it is asked here.
         timeout_s: seconds to wait for the hub's metadata answer (the transfer itself uses
             ``HF_HUB_DOWNLOAD_TIMEOUT``, huggingface_hub's setting).
         endpoint: hub address; None lets huggingface_hub use ``HF_ENDPOINT`` (else huggingface.co).
+        retries: further ``hf_hub_download`` calls after a dropped connection; ``backoff_s * n``
+            seconds before call n.
         cache: receives the sha256 of the new file.
+
+    Returns:
+        (sha256 of the new file, the commit it was downloaded from).
 
     Raises:
         DownloadError: the hub refused or lacks the file, its sha256 or size differs from the
             manifest's, the transfer failed, or a local error (disk full, no permission); the message
             names the file and its folder. ``target`` is untouched in every case.
     """
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError
 
-    try:
-        hub = hub or hub_metadata(file, timeout_s, endpoint)
-    except HfHubHTTPError as error:
-        raise _failed(file, target, f"the hub answered {_first_line(error)}{_token_hint(error)}") from None
-    except Exception as error:  # noqa: BLE001 -- transport errors differ by huggingface_hub version (see hub_metadata)
-        raise _failed(file, target, f"the hub could not be reached ({_first_line(error)})") from None
-    if problem := _hub_disagrees(file, hub):
-        raise _failed(file, target, problem)
     stage = target.parent / f"{STAGING_PREFIX}-{file.id}"
     try:
+        hub = hub or hub_metadata(file, timeout_s, endpoint)
+        if not hub.commit:
+            raise _failed(file, target, "the answer has no X-Repo-Commit header: HF_ENDPOINT does not point to a "
+                                        "Hugging Face hub or mirror")
+        if problem := _hub_disagrees(file, hub):
+            raise _failed(file, target, problem)
         target.parent.mkdir(parents=True, exist_ok=True)
         with _hub_progress(progress):
-            staged = Path(hf_hub_download(file.repo_id, file.path_in_repo, revision=hub.commit, local_dir=stage,
-                                          endpoint=endpoint))
+            staged = _transfer(file, hub, stage, endpoint, retries, backoff_s)
         problem, digest = _check_staged(file, hub, staged, progress)
         if problem:
+            shutil.rmtree(stage, ignore_errors=True)
             raise _failed(file, target, f"{problem}; the download was deleted")
         os.replace(staged, target)
-    except DownloadError:
-        raise
     except HfHubHTTPError as error:
         raise _failed(file, target, f"the hub answered {_first_line(error)}{_token_hint(error)}") from None
-    except Exception as error:  # noqa: BLE001 -- local OSErrors and huggingface_hub's transport errors (see above)
-        raise _failed(file, target, f"{type(error).__name__}: {_first_line(error)}; run the same command again") \
-            from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    except Exception as error:
+        if not isinstance(error, OSError) and not _is_transport_error(error):
+            raise  # a DownloadError from above, or a bug: not a download problem to report per file
+        again = "run the same command again" if _is_transport_error(error) else "fix that and run the command again"
+        raise _failed(file, target, f"{type(error).__name__}: {_first_line(error)}; {again}") from None
+    shutil.rmtree(stage, ignore_errors=True)  # kept after a failed transfer: huggingface_hub 0.x resumes from it
     if cache is not None:
         cache.put(target, digest)
     return digest, hub.commit
@@ -225,7 +274,8 @@ def _token_hint(error: Exception) -> str:
 
 def download_set(manifest: Manifest, set_name: str, models_dir: Path, include_optional: bool = False,
                  timeout_s: float = 10.0, probe_timeout_s: float = 5.0, endpoint: str | None = None,
-                 progress: bool = True, cache: Sha256Cache | None = None) -> list[DownloadResult]:
+                 retries: int = 3, backoff_s: float = 2.0, progress: bool = True,
+                 cache: Sha256Cache | None = None) -> list[DownloadResult]:
     """Fetch every file of a set that is not already usable in ``models_dir``.
 
     Usable files are kept untouched (no request). Unpublished files are reported, not fetched.
@@ -234,6 +284,7 @@ def download_set(manifest: Manifest, set_name: str, models_dir: Path, include_op
         timeout_s: seconds to wait for each file's metadata answer.
         probe_timeout_s: seconds to wait for the first one, which tells whether the hub is reachable.
         endpoint: hub address; None lets huggingface_hub use ``HF_ENDPOINT`` (else huggingface.co).
+        retries, backoff_s: as :func:`download_file`.
 
     Raises:
         ManifestError: unknown set.
@@ -265,14 +316,16 @@ def download_set(manifest: Manifest, set_name: str, models_dir: Path, include_op
             first_hub = hub_metadata(files[0], probe_timeout_s, endpoint)
         except HfHubHTTPError:
             pass  # the hub answered: download_file reports the error for that file
-        except Exception as error:  # noqa: BLE001 -- transport errors differ by huggingface_hub version
+        except Exception as error:
+            if not _is_transport_error(error):
+                raise
             where = endpoint or constants.ENDPOINT
             raise NetworkUnavailable(f"{where} did not answer ({_first_line(error)})", files) from None
     for i, report in enumerate(to_fetch):
         target = report.path or report.file.target_path(models_dir)
         try:
             digest, commit = download_file(report.file, target, first_hub if i == 0 else None, timeout_s, endpoint,
-                                           progress, cache)
+                                           retries, backoff_s, progress, cache)
         except DownloadError as error:
             results.append(DownloadResult(report.file, "failed", None, str(error)))
             continue
