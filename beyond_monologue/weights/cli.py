@@ -72,7 +72,8 @@ def cmd_list(args) -> int:
             sha = f"sha256 {file.sha256[:12]}... ({file.sha256_evidence})" if file.sha256 else "sha256 unknown"
             print(f"  - {need:8} models/{file.folder}/{file.filename}")
             print(f"      {file.size_text()}; {sha}; {file.dtype}; licence {file.licence}")
-            print(f"      {file.url or 'not published yet'}")
+            pinned = "" if not file.published or file.revision else " (revision unknown: the hub's main)"
+            print(f"      {file.url or 'not published yet'}{pinned}")
             if args.verbose:
                 print(f"      {file.purpose}")
         print()

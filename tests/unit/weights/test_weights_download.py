@@ -184,7 +184,7 @@ def test_cli_downloads_through_hf_endpoint_with_hf_token_then_verifies(tmp_path,
     manifest = manifest_for(tmp_path, payload)
     where = ["--set", "test-set", "--comfyui", str(tmp_path), "--cache", str(tmp_path / "c.json"), "-q"]
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_mirror_token", "HF_HUB_OFFLINE": "0",
-           "PYTHONPATH": str(PACK_ROOT)}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACK_ROOT), os.environ.get("PYTHONPATH")]))}
     run = subprocess.run([sys.executable, "-m", "beyond_monologue.weights", "--manifest", str(manifest.path),
                           "download", *where], env=env, cwd=PACK_ROOT, capture_output=True, text=True, timeout=50)
     assert run.returncode == EXIT_OK, run.stderr
@@ -192,3 +192,16 @@ def test_cli_downloads_through_hf_endpoint_with_hf_token_then_verifies(tmp_path,
     assert ("hub", "HEAD", f"/{REPO}/resolve/{COMMIT}/{IN_REPO}", None, "Bearer hf_mirror_token") in hub.requests
     assert main(["--manifest", str(manifest.path), "verify", *where]) == EXIT_OK
     assert "sha256 matches" in capsys.readouterr().out
+
+
+def test_a_file_left_in_a_staging_folder_is_not_taken_for_the_model(tmp_path, hub, payload):
+    # a run killed after huggingface_hub finished but before the check and rename leaves an unchecked file
+    manifest, models = manifest_for(tmp_path, payload), tmp_path / "models"
+    leftover = models / "diffusion_models" / ".bm_download-big" / IN_REPO
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(payload[0][:-8] + b"\x00" * 8)
+    (report,) = verify_set(manifest, "test-set", models)
+    assert report.status == Status.MISSING
+    (result,) = fetch_set(manifest, models, hub)
+    assert result.outcome == "downloaded" and (models / "diffusion_models" / NAME).read_bytes() == payload[0]
+    assert not leftover.parent.exists()
