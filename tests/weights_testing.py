@@ -1,4 +1,4 @@
-"""Helpers for the weights tests: tiny safetensors files, one-off manifests, a local HTTP server with Range support."""
+"""Helpers for the weights tests: tiny safetensors files, one-off manifests, a local stand-in for the Hugging Face hub."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import http.server
 import json
 import re
 import threading
+import urllib.parse
 from pathlib import Path
 
 from beyond_monologue.weights import load_manifest
@@ -33,18 +34,23 @@ def sha256_of(path: Path) -> str:
 def make_manifest(tmp_path: Path, files: dict[str, dict], required: dict[str, bool] | None = None):
     """Write and load a one-set manifest (set ``test-set``) with the given files.
 
-    Each file needs ``folder`` and ``filename``; ``url``, ``size_bytes`` and ``sha256`` default to
-    None and evidence levels follow the values.
+    Each file needs ``folder`` and ``filename``; ``repo_id`` (None: unpublished), ``path_in_repo``
+    (default: the file name when published), ``revision``, ``size_bytes`` and ``sha256`` default to
+    None/"unknown" and evidence levels follow the values.
     """
     required = required or {}
     entries = {}
     for file_id, fields in files.items():
-        entry = {"url": None, "size_bytes": None, "sha256": None, **DESCRIPTIVE, **fields}
-        entry["size_evidence"] = "verified" if entry["size_bytes"] is not None else "unknown"
-        entry["sha256_evidence"] = "verified" if entry["sha256"] is not None else "unknown"
+        entry = {"repo_id": None, "revision": "unknown", "size_bytes": "unknown", "sha256": "unknown", **DESCRIPTIVE,
+                 **fields}
+        entry.setdefault("path_in_repo", entry["filename"] if entry["repo_id"] else None)
+        for field in ("revision", "size_bytes", "sha256"):
+            entry[field] = "unknown" if entry[field] is None else entry[field]
+        entry["size_evidence"] = "verified" if entry["size_bytes"] != "unknown" else "unknown"
+        entry["sha256_evidence"] = "verified" if entry["sha256"] != "unknown" else "unknown"
         entries[file_id] = entry
-    unpublished = any(entries[f]["url"] is None and required.get(f, True) for f in entries)
-    document = {"format_version": 1, "files": entries, "sets": {"test-set": {
+    unpublished = any(entries[f]["repo_id"] is None and required.get(f, True) for f in entries)
+    document = {"format_version": 2, "files": entries, "sets": {"test-set": {
         "description": "test set", "status": "waiting-for-weights" if unpublished else "ready",
         "files": [{"id": f, "required": required.get(f, True)} for f in entries]}}}
     path = tmp_path / "manifest.json"
@@ -52,24 +58,35 @@ def make_manifest(tmp_path: Path, files: dict[str, dict], required: dict[str, bo
     return load_manifest(path)
 
 
-class RangeServer:
-    """A local HTTP server on 127.0.0.1 serving files from memory, with ``Range: bytes=N-`` support.
+class HubServer:
+    """A local stand-in for the Hugging Face hub: enough of its protocol for ``huggingface_hub``'s
+    ``get_hf_file_metadata`` and ``hf_hub_download`` (read from huggingface_hub 2.4.0 file_download.py).
+
+    Two listeners on 127.0.0.1, like the hub and its CDN (another origin, so huggingface_hub neither
+    follows the redirect on ``HEAD`` nor sends the token there):
+
+    * hub: ``HEAD``/``GET /{repo_id}/resolve/{revision}/{path}`` answers as the hub does for an LFS
+      file: ``302`` to the CDN with ``X-Repo-Commit`` (the repository's commit), ``X-Linked-Etag``
+      (the file's sha256) and ``X-Linked-Size``; ``revision`` is the commit or ``main``; else ``404``
+      with ``X-Error-Code: EntryNotFound``.
+    * CDN: ``GET /lfs/{sha256}`` serves the bytes with ``ETag``, ``Content-Length`` and
+      ``Range: bytes=N-`` (``206`` with ``Content-Range``).
 
     Attributes:
-        files: URL path -> bytes.
-        requests: (method, path, Range header or None) of every request, in order.
-        fail_after: when set, the next ``fail_times`` GET responses send only this many body bytes and
-            then close the connection (a dropped download).
-        ignore_range: answer 200 with the whole file even when a range is asked for.
+        repos: repo id -> {"commit": 40 hex, "files": {path: bytes}}.
+        requests: (listener "hub" or "cdn", method, path, Range header, Authorization header) of every request.
+        fail_after: when set, the next ``fail_times`` CDN GETs send only this many body bytes and then
+            close the connection (a dropped download).
+        tamper: sha256 -> other bytes the CDN sends for that blob (a corrupted transfer or mirror).
     """
 
     def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, str | None]] = []
+        self.repos: dict[str, dict] = {}
+        self.requests: list[tuple[str, str, str, str | None, str | None]] = []
         self.fail_after: int | None = None
         self.fail_times = 0
-        self.ignore_range = False
-        server = self
+        self.tamper: dict[str, bytes] = {}
+        outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -77,63 +94,94 @@ class RangeServer:
             def log_message(self, *args):
                 pass
 
-            def _serve(self, with_body: bool):
-                server.requests.append((self.command, self.path, self.headers.get("Range")))
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-                if match and not server.ignore_range:
-                    start = int(match.group(1))
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
+            def _answer(self, code: int, headers: dict[str, str], body: bytes = b"") -> None:
+                self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                if not with_body:
+                if self.command != "GET" or not body:
                     return
-                if server.fail_after is not None and server.fail_times > 0:
-                    server.fail_times -= 1
-                    self.wfile.write(body[: server.fail_after])
+                if outer.fail_after is not None and outer.fail_times > 0:
+                    outer.fail_times -= 1
+                    self.wfile.write(body[: outer.fail_after])
                     self.wfile.flush()
                     self.close_connection = True
                     return
                 self.wfile.write(body)
 
+            def _resolve(self) -> None:
+                match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", urllib.parse.unquote(self.path))
+                repo = outer.repos.get(match.group(1)) if match else None
+                if repo is None or match.group(2) not in (repo["commit"], "main") or match.group(3) not in repo["files"]:
+                    self._answer(404, {"Content-Length": "0", "X-Error-Code": "EntryNotFound"})
+                    return
+                data = repo["files"][match.group(3)]
+                sha = hashlib.sha256(data).hexdigest()
+                self._answer(302, {"Location": f"{outer.cdn_url}/lfs/{sha}", "X-Repo-Commit": repo["commit"],
+                                   "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
+                                   "ETag": '"pointer-file-etag"', "Content-Length": "0"})
+
+            def _blob(self) -> None:
+                match = re.fullmatch(r"/lfs/([0-9a-f]{64})", self.path)
+                data = outer.blobs().get(match.group(1)) if match else None
+                data = outer.tamper.get(match.group(1), data) if match else None
+                if data is None:
+                    self._answer(404, {"Content-Length": "0"})
+                    return
+                headers = {"ETag": f'"{match.group(1)}"', "Accept-Ranges": "bytes"}
+                start = 0
+                if wanted := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or ""):
+                    start = int(wanted.group(1))
+                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                headers["Content-Length"] = str(len(data) - start)
+                self._answer(206 if wanted else 200, headers, data[start:])
+
+            def _serve(self) -> None:
+                listener = "hub" if self.server is outer.servers[0] else "cdn"
+                outer.requests.append((listener, self.command, self.path, self.headers.get("Range"),
+                                       self.headers.get("Authorization")))
+                if listener == "hub":
+                    self._resolve()
+                else:
+                    self._blob()
+
             def do_GET(self):
-                self._serve(True)
+                self._serve()
 
             def do_HEAD(self):
-                self._serve(False)
+                self._serve()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+        self.threads = []
+        for httpd in self.servers:
+            httpd.daemon_threads = True
+            self.threads.append(threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                                 daemon=True))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        """The hub's address (what ``HF_ENDPOINT`` or ``endpoint=`` names)."""
+        return f"http://127.0.0.1:{self.servers[0].server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self.servers[1].server_address[1]}"
+
+    def blobs(self) -> dict[str, bytes]:
+        return {hashlib.sha256(data).hexdigest(): data for repo in self.repos.values() for data in repo["files"].values()}
 
     def gets(self) -> list[tuple[str, str | None]]:
-        """(path, Range header) of every GET request."""
-        return [(path, rng) for method, path, rng in self.requests if method == "GET"]
+        """(path, Range header) of every CDN GET."""
+        return [(path, rng) for where, method, path, rng, _ in self.requests if where == "cdn" and method == "GET"]
 
-    def __enter__(self) -> RangeServer:  # noqa: PYI034 -- typing.Self needs Python 3.11
-        self.thread.start()
+    def __enter__(self) -> HubServer:  # noqa: PYI034 -- typing.Self needs Python 3.11
+        for thread in self.threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        for httpd in self.servers:
+            httpd.shutdown()
+            httpd.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)

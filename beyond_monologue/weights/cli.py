@@ -72,7 +72,8 @@ def cmd_list(args) -> int:
             sha = f"sha256 {file.sha256[:12]}... ({file.sha256_evidence})" if file.sha256 else "sha256 unknown"
             print(f"  - {need:8} models/{file.folder}/{file.filename}")
             print(f"      {file.size_text()}; {sha}; {file.dtype}; licence {file.licence}")
-            print(f"      {file.url or 'not published yet'}")
+            pinned = "" if not file.published or file.revision else " (revision unknown: the hub's main)"
+            print(f"      {file.url or 'not published yet'}{pinned}")
             if args.verbose:
                 print(f"      {file.purpose}")
         print()
@@ -120,7 +121,7 @@ def cmd_download(args) -> int:
         print(f"  {r.outcome:12} models/{r.file.folder}/{r.file.filename}: {r.detail}")
     failed = [r.file for r in results if r.outcome == "failed"]
     if failed:
-        print(f"\n{len(failed)} download(s) failed; run the command again to resume, or:", file=sys.stderr)
+        print(f"\n{len(failed)} download(s) failed; run the command again, or:", file=sys.stderr)
         print(manual_instructions(failed), file=sys.stderr)
         return EXIT_DOWNLOAD_FAILED
     if any(r.outcome == "unpublished" for r in results):
@@ -188,17 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hash", action="store_true", help="skip sha256 (presence, size and structure only)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("download", help="download the missing or broken files of a set (resumable)",
-                       description="Download a set's files into ComfyUI's models folder: resumes partial "
-                                   "downloads (<name>.part), checks size and sha256, renames atomically and "
-                                   "never replaces a usable file. Without network it stops at once and lists "
-                                   "the files, folders and URLs to fetch by hand.")
+    p = sub.add_parser("download", help="download the missing or broken files of a set from the Hugging Face hub",
+                       description="Download a set's files into ComfyUI's models folder with huggingface_hub "
+                                   "(the manifest's pinned commit; HF_TOKEN for gated repositories, HF_ENDPOINT "
+                                   "for a mirror; a dropped connection is resumed), check size and sha256 "
+                                   "against the manifest and the hub, rename atomically, and never replace a "
+                                   "usable file. Without network it stops at once and lists the files, folders "
+                                   "and URLs to fetch by hand.")
     comfy_options(p)
     p.add_argument("--with-optional", action="store_true", help="also download the set's optional files")
-    p.add_argument("--timeout", type=float, default=30.0, help="socket timeout per request in seconds (default 30)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the hub's answer about each file (default 10; the transfer itself "
+                        "uses huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT)")
     p.add_argument("--probe-timeout", type=float, default=5.0,
-                   help="seconds to wait for each host before declaring no network (default 5)")
-    p.add_argument("--retries", type=int, default=3, help="resume attempts after a dropped connection (default 3)")
+                   help="seconds to wait for the hub's first answer before declaring no network (default 5)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="further downloads of a file after a dropped connection (default 3; huggingface_hub also "
+                        "retries inside each)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("smoke", help="write small untrained checkpoints in the real layouts (for tests and demos)",

@@ -1,55 +1,65 @@
-"""Download the files of a model set: resume, SHA-256 check, atomic rename, never replace a good file.
+"""Download the files of a model set through ``huggingface_hub``; check them; never replace a good file.
 
 Only ever started by the user (``python -m beyond_monologue.weights download``); nothing else in
-the pack touches the network. Flow per file: a file already present and usable is kept; otherwise
-bytes go to ``<name>.part``, hashed while they stream, checked (size, SHA-256 when known,
-safetensors structure), then renamed over the target in one ``os.replace``.
+the pack touches the network. Every published manifest file is a file of a Hugging Face model
+repository, so ``huggingface_hub`` does the transfer and brings what it honours: ``HF_TOKEN`` (or
+the token of ``hf auth login``) for gated or private repositories, ``HF_ENDPOINT`` for a mirror,
+``HF_HUB_DOWNLOAD_TIMEOUT``/``HF_HUB_ETAG_TIMEOUT``, Xet transfers when ``hf_xet`` is installed, and a
+dropped connection resumed with an HTTP ``Range`` request. Per file:
 
-A part is resumed (HTTP ``Range``) only when it is known to hold the start of the same upstream
-version: ``<name>.part.etag`` records the version it came from (Hugging Face's ``X-Linked-Etag``,
-the SHA-256 of an LFS file, which its redirect carries; else the ``ETag``) and the ``ETag`` sent
-back as ``If-Range``. A part without that record, or an answer of another version (200, or a
-206 whose version differs), starts the file again from zero.
+1. A file already present and usable (:func:`.verify_file`) is kept without a request.
+2. :func:`huggingface_hub.get_hf_file_metadata` (one ``HEAD``) asks the hub for the file at the
+   manifest's pinned ``revision`` (``main``, with a log line, where the manifest says ``unknown``):
+   the commit it resolves to, the LFS sha256 and the size. The first answer doubles as the network
+   check: no answer raises :class:`NetworkUnavailable`, which lists every file to fetch by hand. A
+   hub sha256 or size that differs from the manifest's refuses the file before any byte moves.
+3. :func:`huggingface_hub.hf_hub_download` fetches that commit (so a ``main`` that moves in between
+   changes nothing) with ``local_dir`` = a staging folder ``models/<folder>/.bm_download-<id>/``.
+4. The staged file is checked (size, sha256 against the manifest and the hub, safetensors
+   structure), then renamed over ``models/<folder>/<filename>`` in one ``os.replace`` and the
+   staging folder removed. A file that fails a check is deleted, and the file it was meant to
+   replace stays as it was.
 
-Before any transfer one ``HEAD`` request per host (short timeout) tells whether the network works
-at all; when it does not, :class:`NetworkUnavailable` lists every file, folder and URL to fetch by
-hand. A dropped or broken connection (any ``OSError`` or ``http.client.HTTPException`` while
-connecting or reading, TLS errors included) is retried; a local error (disk full, no permission)
-is a :class:`DownloadError` naming the file and its folder.
+Why ``local_dir`` staging and not the hub cache (``~/.cache/huggingface/hub``) plus a copy or a
+link: a copy doubles the disk space and the time of 5-30 GB files; a link into the cache breaks the
+ComfyUI model as soon as the cache is cleaned (``hf cache delete``) and the cache is often on
+another disk than ComfyUI's models. A staging folder inside the target folder is on the same file
+system, so the checked file arrives with one atomic rename; ComfyUI never lists the
+``.incomplete`` files huggingface_hub writes meanwhile (not a model extension), and
+:meth:`.ModelFile.find_in` skips the staging folders.
+
+Resume: huggingface_hub 1.x/2.x resumes a connection that drops inside the call (``Range`` from
+the bytes it has, up to 5 attempts without progress) but deletes its partial file when the call
+fails (a process-unique temporary file, huggingface/huggingface_hub PR #4228), so a download that
+was killed (Ctrl-C, crash) starts that file again on the next run. huggingface_hub 0.x keeps the
+partial file (``.incomplete``, named by the file's etag, so only the same upstream version is
+continued) and resumes it on the next call: the pack calls again after a dropped connection
+(``retries``) and leaves the staging folder in place after a failed transfer, so running the
+command again resumes there too. Tested with huggingface_hub 0.26.5, 0.36.0 and 2.4.0.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
-import json
+import errno
+import logging
 import os
-import re
 import shutil
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-from .hashing import CHUNK_BYTES, Sha256Cache, hash_stream_into, progress_bar
-from .manifest import Manifest, ModelFile
+from .hashing import Sha256Cache, sha256_file
+from .manifest import STAGING_PREFIX, Manifest, ModelFile
 from .messages import manual_instructions
 from .safetensors_info import completeness_problem
 from .verify import FileReport, verify_file
 
-USER_AGENT = "comfyui-beyond-monologue-weights/1"
-# network trouble while connecting or reading: connection errors, timeouts, URLError, ssl.SSLError
-# (all OSError) and broken HTTP (IncompleteRead, RemoteDisconnected, ...). HTTP error answers are
-# turned into DownloadError first, and local file errors are DownloadError too, so neither is retried.
-_RETRYABLE = (http.client.HTTPException, OSError)
+log = logging.getLogger(__name__)
 
 
 class NetworkUnavailable(RuntimeError):
-    """No download host answered; the message lists the files to fetch by hand.
+    """The hub did not answer (or ``HF_HUB_OFFLINE`` is set); the message lists the files to fetch by hand.
 
     Attributes:
         files: the files that still need fetching.
@@ -61,7 +71,8 @@ class NetworkUnavailable(RuntimeError):
 
 
 class DownloadError(RuntimeError):
-    """A download failed (HTTP error, wrong size or hash, no disk space); nothing was replaced."""
+    """One file could not be downloaded or failed its checks; the message names the file and its folder.
+    Nothing was replaced."""
 
 
 @dataclass(frozen=True)
@@ -74,274 +85,218 @@ class DownloadResult:
     detail: str
 
 
-class _Version(NamedTuple):
-    """Which upstream version an answer is.
+@dataclass(frozen=True)
+class HubFile:
+    """What the hub says about one file (from :func:`huggingface_hub.get_hf_file_metadata`).
 
     Attributes:
-        id: ``X-Linked-Etag`` (of the answer or of a redirect on the way), else ``ETag``; None when
-            the server sent neither (such a download cannot be resumed).
-        etag: the answering server's strong ``ETag``, the ``If-Range`` value of a resume; None when
-            absent or weak.
+        commit: the 40-hex commit the asked revision resolved to (``X-Repo-Commit``).
+        sha256: the LFS sha256 (``X-Linked-Etag``), or None when the etag is not a sha256 (a non-LFS file).
+        size_bytes: the size (``X-Linked-Size`` / ``Content-Length``), or None.
     """
 
-    id: str | None
-    etag: str | None
+    commit: str
+    sha256: str | None
+    size_bytes: int | None
 
 
-class _Redirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects like urllib's own handler (``Range`` and ``If-Range`` go along) and keeps the
-    ``X-Linked-Etag`` a redirect carried (Hugging Face puts the LFS file's SHA-256 on its 302)."""
-
-    linked_etag: str | None = None
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        self.linked_etag = headers.get("X-Linked-Etag") or self.linked_etag
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+def _failed(file: ModelFile, target: Path, problem: str) -> DownloadError:
+    return DownloadError(f"{file.filename} (into {target.parent}): {problem}; nothing was replaced")
 
 
-def _open(url: str, timeout_s: float, method: str = "GET", offset: int = 0,
-          if_range: str | None = None) -> tuple[http.client.HTTPResponse, _Version]:
-    """Send one request (``Range`` from ``offset``, ``If-Range`` when given); returns the answer and its version.
+def hub_metadata(file: ModelFile, timeout_s: float, endpoint: str | None = None) -> HubFile:
+    """Ask the hub (one ``HEAD``) about ``file`` at its pinned revision (``main`` when unknown).
+
+    Args:
+        timeout_s: seconds to wait for the answer.
+        endpoint: hub address; None lets huggingface_hub use ``HF_ENDPOINT`` (else huggingface.co).
 
     Raises:
-        urllib.error.HTTPError: the server answered an HTTP error.
-        OSError: the server could not be reached or the connection broke (URLError, timeout, TLS).
+        huggingface_hub.utils.HfHubHTTPError: the hub answered with an error (not found, gated, ...).
+        Exception: the hub could not be reached (see :func:`_is_transport_error`: the class depends
+            on the installed huggingface_hub).
     """
-    headers = {"User-Agent": USER_AGENT}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if if_range:
-            headers["If-Range"] = if_range
-    # manifest URLs are https (http only for 127.0.0.1/localhost): checked by the manifest schema
-    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310
-    redirects = _Redirects()
-    response = urllib.request.build_opener(redirects).open(request, timeout=timeout_s)
-    etag = response.headers.get("ETag")
-    strong = etag if etag and not etag.startswith("W/") else None
-    return response, _Version(response.headers.get("X-Linked-Etag") or redirects.linked_etag or etag, strong)
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    if file.revision is None:
+        log.warning("%s: the manifest pins no revision; using the hub's current 'main'", file.filename)
+    url = hf_hub_url(file.repo_id, file.path_in_repo, revision=file.revision or "main", endpoint=endpoint)
+    meta = get_hf_file_metadata(url, timeout=timeout_s)
+    etag = (meta.etag or "").strip('"').lower()
+    is_sha256 = len(etag) == 64 and all(c in "0123456789abcdef" for c in etag)
+    return HubFile(meta.commit_hash, etag if is_sha256 else None, meta.size)
+
+
+def _hub_disagrees(file: ModelFile, hub: HubFile) -> str | None:
+    """Why the hub's file is not the manifest's (sha256 or size differ), or None."""
+    if file.sha256 is not None and hub.sha256 is not None and hub.sha256 != file.sha256:
+        return (f"the hub's file at commit {hub.commit} has sha256 {hub.sha256}, the manifest expects the "
+                f"{file.sha256_evidence} {file.sha256}; nothing was downloaded")
+    if file.size_bytes is not None and hub.size_bytes is not None and hub.size_bytes != file.size_bytes:
+        return (f"the hub's file at commit {hub.commit} has {hub.size_bytes:,} bytes, the manifest expects "
+                f"{file.size_bytes:,}; nothing was downloaded")
+    return None
 
 
 @contextlib.contextmanager
-def _local(path: Path, action: str):
-    """Turn an ``OSError`` of local file work on ``path`` (disk full, no permission) into a :class:`DownloadError`."""
+def _hub_progress(enabled: bool):
+    """huggingface_hub's progress bars on or off for the duration (its switch is global)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not enabled:
+        disable_progress_bars()
     try:
         yield
-    except OSError as error:
-        raise DownloadError(f"{path.name}: cannot {action} it in {path.parent}: {error}; nothing was replaced") \
-            from None
+    finally:
+        if not enabled and not was_disabled:
+            enable_progress_bars()
 
 
-def probe_network(files: list[ModelFile], timeout_s: float = 5.0) -> None:
-    """One ``HEAD`` per distinct host of the files' URLs; any answer (even an HTTP error) counts as online.
+def _check_staged(file: ModelFile, hub: HubFile, staged: Path, progress: bool) -> tuple[str | None, str]:
+    """(problem or None, sha256) of a downloaded file, against the manifest and the hub."""
+    size = staged.stat().st_size
+    expected = file.size_bytes if file.size_bytes is not None else hub.size_bytes
+    if expected is not None and size != expected:
+        return f"{size:,} bytes downloaded, {expected:,} expected", ""
+    digest = sha256_file(staged, None, progress)
+    for sha, source in ((file.sha256, f"the manifest's {file.sha256_evidence}"), (hub.sha256, "the hub's LFS")):
+        if sha is not None and digest != sha:
+            return f"sha256 {digest} differs from {source} {sha}", digest
+    return completeness_problem(staged) if staged.suffix.lower() == ".safetensors" else None, digest
 
-    Raises:
-        NetworkUnavailable: a host could not be reached within ``timeout_s`` (DNS, refused, timed out).
+
+def _is_transport_error(error: BaseException) -> bool:
+    """True when ``error`` says the hub could not be reached or the connection broke.
+
+    huggingface_hub raises its HTTP client's own exceptions for these (requests/urllib3 in 0.x,
+    httpx in 1.x, httpx2 in 2.x), so they are told apart by module, not by class; an HTTP error
+    answer (:class:`HfHubHTTPError`) is not one, nor is a local file error (disk full, no permission).
     """
-    seen = set()
-    for file in files:
-        host = urllib.parse.urlsplit(file.url).netloc
-        if host in seen:
-            continue
-        seen.add(host)
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        return False
+    if isinstance(error, OSError) and error.errno in _LOCAL_ERRNOS:
+        return False
+    return isinstance(error, OSError) or any(
+        cls.__module__.split(".")[0] in _TRANSPORT_MODULES for cls in type(error).__mro__)
+
+
+_TRANSPORT_MODULES = ("requests", "urllib3", "httpx", "httpx2", "httpcore", "ssl", "socket")
+_LOCAL_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EEXIST", "ENOTDIR",
+                                                 "EISDIR") if hasattr(errno, name)}  # EDQUOT: not on Windows
+
+
+def _transfer(file: ModelFile, hub: HubFile, stage: Path, endpoint: str | None, retries: int,
+              backoff_s: float) -> Path:
+    """``hf_hub_download`` into ``stage``, again after a dropped connection (up to ``retries`` more times).
+
+    huggingface_hub 2.x resumes a dropped connection inside the call; 0.x does not, but keeps the
+    partial file in ``stage`` (``.incomplete``, keyed by the file's etag) and resumes it on the next call.
+    """
+    from huggingface_hub import hf_hub_download
+
+    attempt = 0
+    while True:
         try:
-            _open(file.url, timeout_s, method="HEAD")[0].close()
-        except urllib.error.HTTPError:
-            pass  # the host answered
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise NetworkUnavailable(f"{host} is not reachable ({reason})", files) from None
+            return Path(hf_hub_download(file.repo_id, file.path_in_repo, revision=hub.commit, local_dir=stage,
+                                        endpoint=endpoint))
+        except Exception as error:
+            if attempt == retries or not _is_transport_error(error):
+                raise
+            attempt += 1
+            log.warning("%s: %s; trying again", file.filename, _first_line(error))
+            time.sleep(backoff_s * attempt)
 
 
-def _content_total(response, offset: int) -> int | None:
-    """Total file size from ``Content-Range`` (206) or ``Content-Length`` (200), if the server sent it."""
-    content_range = response.headers.get("Content-Range", "")
-    match = re.match(r"bytes (\d+)-\d+/(\d+)", content_range)
-    if match:
-        return int(match.group(2))
-    length = response.headers.get("Content-Length")
-    return int(length) + offset if length and length.isdigit() else None
-
-
-class _Part:
-    """The ``<name>.part`` file of a download, the running SHA-256 of its bytes, and the upstream
-    version it holds (``<name>.part.etag``, JSON ``{"version": id, "etag": etag}``).
-
-    A part without a version record (left by an older tool, or from a server that sends no
-    ``ETag``) is deleted at once: its bytes cannot be shown to belong to what the server has now.
-
-    Raises:
-        DownloadError: the part or its record cannot be read or deleted.
-    """
-
-    def __init__(self, target: Path, progress: bool):
-        self.path = target.with_name(target.name + ".part")
-        self.version_path = target.with_name(target.name + ".part.etag")
-        self.digest = hashlib.sha256()
-        if self.size() and self.version() is None:
-            self.discard()
-        if self.size():
-            with _local(self.path, "read the partial download"):
-                hash_stream_into(self.digest, self.path, progress, f"resume {target.name}: hashing partial")
-
-    def size(self) -> int:
-        with _local(self.path, "read the size of"):
-            return self.path.stat().st_size if self.path.exists() else 0
-
-    def version(self) -> _Version | None:
-        """The recorded upstream version of the part, or None when there is no usable record."""
-        try:
-            stored = json.loads(self.version_path.read_text())
-            version = _Version(stored["version"], stored.get("etag"))
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
-        return version if isinstance(version.id, str) and version.id else None
-
-    def discard(self) -> None:
-        """Delete the part and its version record; the digest starts again."""
-        with _local(self.path, "delete"):
-            self.path.unlink(missing_ok=True)
-            self.version_path.unlink(missing_ok=True)
-        self.digest = hashlib.sha256()
-
-    def restart(self, version: _Version) -> None:
-        """Start an empty part for ``version`` (its record is written only when the version has an id)."""
-        self.discard()
-        if version.id:
-            with _local(self.version_path, "write"):
-                self.version_path.write_text(json.dumps({"version": version.id, "etag": version.etag}))
-
-
-def _start(url: str, part: _Part, timeout_s: float) -> tuple[http.client.HTTPResponse, bool]:
-    """Open the download; returns the answer and whether it continues the part (else the whole file follows).
-
-    Raises:
-        urllib.error.HTTPError, OSError: as :func:`_open`.
-    """
-    offset = part.size()
-    stored = part.version() if offset else None
-    if offset and stored is None:
-        part.discard()
-        offset = 0
-    response, version = _open(url, timeout_s, offset=offset, if_range=stored.etag if stored else None)
-    if offset and response.status == 206 and version.id == stored.id and \
-            response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-        return response, True
-    if response.status == 206:  # a range of another version (the server ignored If-Range): ask for all of it
-        response.close()
-        response, version = _open(url, timeout_s)
-    part.restart(version)
-    return response, False
-
-
-def _transfer(url: str, part: _Part, timeout_s: float, progress: bool) -> int | None:
-    """One HTTP attempt: append to the part from its current size (or restart it); returns the total size if known.
-
-    Raises:
-        DownloadError: an HTTP error answer, too little disk space, or a local write error.
-        OSError, http.client.HTTPException: the connection failed or broke (retryable).
-    """
-    try:
-        response, resumed = _start(url, part, timeout_s)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and part.size():  # nothing after offset: the part is already complete
-            return part.size()
-        raise DownloadError(f"{url} answered HTTP {error.code} {error.reason}") from None
-    with response:
-        offset = part.size() if resumed else 0
-        total = _content_total(response, offset)
-        if total is not None:
-            with _local(part.path, "check the free space for"):
-                free = shutil.disk_usage(part.path.parent).free
-            if total - offset > free:
-                raise DownloadError(f"not enough disk space in {part.path.parent}: {total - offset:,} bytes needed, "
-                                    f"{free:,} free")
-        with _local(part.path, "open"):
-            out = open(part.path, "ab")  # noqa: SIM115 -- closed by the with below; only its opening is local
-        with out, progress_bar(total or 0, part.path.name.removesuffix(".part"), progress, initial=offset) as bar:
-            while chunk := response.read(CHUNK_BYTES):  # an OSError here is the network's: retried
-                with _local(part.path, "write"):
-                    out.write(chunk)
-                    out.flush()  # on disk before it counts, so digest and part agree after any error
-                part.digest.update(chunk)
-                bar.update(len(chunk))
-            with _local(part.path, "write"):
-                os.fsync(out.fileno())
-    return total
-
-
-def download_file(file: ModelFile, target: Path, timeout_s: float = 30.0, retries: int = 3,
-                  backoff_s: float = 2.0, progress: bool = True, cache: Sha256Cache | None = None) -> str:
-    """Download ``file`` to ``target`` through ``target.part``; returns the SHA-256 of what was written.
+def download_file(file: ModelFile, target: Path, hub: HubFile | None = None, timeout_s: float = 10.0,
+                  endpoint: str | None = None, retries: int = 3, backoff_s: float = 2.0, progress: bool = True,
+                  cache: Sha256Cache | None = None) -> tuple[str, str]:
+    """Download ``file`` from the hub and put it at ``target`` once it is checked.
 
     Args:
-        timeout_s: socket timeout of each request, in seconds.
-        retries: further attempts after a dropped or broken connection (each resumes from the part's
-            size while the server still has the same version, see the module docstring).
-        backoff_s: seconds to wait before retry n is ``backoff_s * n``.
+        hub: the file's metadata when already asked (:func:`hub_metadata`); else it is asked here.
+        timeout_s: seconds to wait for the hub's metadata answer (the transfer itself uses
+            ``HF_HUB_DOWNLOAD_TIMEOUT``, huggingface_hub's setting).
+        endpoint: hub address; None lets huggingface_hub use ``HF_ENDPOINT`` (else huggingface.co).
+        retries: further ``hf_hub_download`` calls after a dropped connection; ``backoff_s * n``
+            seconds before call n.
+        cache: receives the sha256 of the new file.
+
+    Returns:
+        (sha256 of the new file, the commit it was downloaded from).
 
     Raises:
-        DownloadError: HTTP error, size or hash mismatch, incomplete safetensors, no disk space, a
-            local file error (named with its folder), or the connection kept failing. The ``.part``
-            file and its ``.part.etag`` record are kept for a later resume unless the content is
-            known to be wrong.
+        DownloadError: the hub refused or lacks the file, its sha256 or size differs from the
+            manifest's, the transfer failed, or a local error (disk full, no permission); the message
+            names the file and its folder. ``target`` is untouched in every case.
     """
-    with _local(target, "create the folder for"):
+    from huggingface_hub.utils import HfHubHTTPError
+
+    stage = target.parent / f"{STAGING_PREFIX}-{file.id}"
+    try:
+        hub = hub or hub_metadata(file, timeout_s, endpoint)
+        if not hub.commit:
+            raise _failed(file, target, "the answer has no X-Repo-Commit header: HF_ENDPOINT does not point to a "
+                                        "Hugging Face hub or mirror")
+        if problem := _hub_disagrees(file, hub):
+            raise _failed(file, target, problem)
         target.parent.mkdir(parents=True, exist_ok=True)
-    part = _Part(target, progress)
-    for attempt in range(retries + 1):
-        try:
-            total = _transfer(file.url, part, timeout_s, progress)
-        except _RETRYABLE as error:
-            if attempt == retries:
-                raise DownloadError(f"{file.filename}: the connection kept failing ({error}); run the same "
-                                    f"command again to resume from {part.size():,} bytes") from None
-            time.sleep(backoff_s * (attempt + 1))
-            continue
-        if total is None or part.size() >= total:
-            break
-        if attempt == retries:
-            raise DownloadError(f"{file.filename}: stopped at {part.size():,} of {total:,} bytes; run the same "
-                                "command again to resume")
-        time.sleep(backoff_s * (attempt + 1))
-    return _finish(file, target, part, cache)
-
-
-def _finish(file: ModelFile, target: Path, part: _Part, cache: Sha256Cache | None) -> str:
-    """Check the complete part and rename it over ``target``; a wrong part is deleted (with its version record)."""
-    size = part.size()
-    digest = part.digest.hexdigest()
-    problem = None
-    if file.size_bytes is not None and size != file.size_bytes:
-        problem = f"{size:,} bytes downloaded, {file.size_bytes:,} expected"
-    elif file.sha256 is not None and digest != file.sha256:
-        problem = f"sha256 {digest} differs from the {file.sha256_evidence} {file.sha256}"
-    elif target.suffix.lower() == ".safetensors":
-        problem = completeness_problem(part.path)
-    if problem:
-        part.discard()
-        raise DownloadError(f"{file.filename}: {problem}; the download was deleted and nothing was replaced")
-    with _local(target, "replace"):
-        os.replace(part.path, target)
-    part.discard()  # the version record; the part itself is now the target
+        with _hub_progress(progress):
+            staged = _transfer(file, hub, stage, endpoint, retries, backoff_s)
+        problem, digest = _check_staged(file, hub, staged, progress)
+        if problem:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise _failed(file, target, f"{problem}; the download was deleted")
+        os.replace(staged, target)
+    except HfHubHTTPError as error:
+        raise _failed(file, target, f"the hub answered {_first_line(error)}{_token_hint(error)}") from None
+    except Exception as error:
+        if not isinstance(error, OSError) and not _is_transport_error(error):
+            raise  # a DownloadError from above, or a bug: not a download problem to report per file
+        again = "run the same command again" if _is_transport_error(error) else "fix that and run the command again"
+        raise _failed(file, target, f"{type(error).__name__}: {_first_line(error)}; {again}") from None
+    shutil.rmtree(stage, ignore_errors=True)  # kept after a failed transfer: huggingface_hub 0.x resumes from it
     if cache is not None:
         cache.put(target, digest)
-    return digest
+    return digest, hub.commit
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _token_hint(error: Exception) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return " (a gated or private repository: set HF_TOKEN or run `hf auth login`)" if status in (401, 403) else ""
 
 
 def download_set(manifest: Manifest, set_name: str, models_dir: Path, include_optional: bool = False,
-                 timeout_s: float = 30.0, probe_timeout_s: float = 5.0, retries: int = 3, backoff_s: float = 2.0,
-                 progress: bool = True, cache: Sha256Cache | None = None) -> list[DownloadResult]:
+                 timeout_s: float = 10.0, probe_timeout_s: float = 5.0, endpoint: str | None = None,
+                 retries: int = 3, backoff_s: float = 2.0, progress: bool = True,
+                 cache: Sha256Cache | None = None) -> list[DownloadResult]:
     """Fetch every file of a set that is not already usable in ``models_dir``.
 
-    Usable files are kept untouched. Unpublished files are reported, not fetched.
+    Usable files are kept untouched (no request). Unpublished files are reported, not fetched.
+
+    Args:
+        timeout_s: seconds to wait for each file's metadata answer.
+        probe_timeout_s: seconds to wait for the first one, which tells whether the hub is reachable.
+        endpoint: hub address; None lets huggingface_hub use ``HF_ENDPOINT`` (else huggingface.co).
+        retries, backoff_s: as :func:`download_file`.
 
     Raises:
         ManifestError: unknown set.
-        NetworkUnavailable: no download host answered (raised before any transfer).
+        NetworkUnavailable: the hub did not answer the first request, or ``HF_HUB_OFFLINE`` is set
+            (raised before any transfer; nothing is created).
 
     Returns:
-        One result per file; a failed download is a ``failed`` result (the others still ran).
+        One result per file, in manifest order; a failed download is a ``failed`` result (the others still ran).
     """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HfHubHTTPError
+
     entries = [e for e in manifest.get_set(set_name).entries if e.required or include_optional]
     reports: list[FileReport] = [verify_file(e.file, models_dir, e.required, cache, progress=progress) for e in entries]
     results, to_fetch = [], []
@@ -352,16 +307,31 @@ def download_set(manifest: Manifest, set_name: str, models_dir: Path, include_op
             results.append(DownloadResult(report.file, "unpublished", None, "not published yet"))
         else:
             to_fetch.append(report)
+    first_hub = None
     if to_fetch:
-        probe_network([r.file for r in to_fetch], probe_timeout_s)
-    for report in to_fetch:
+        files = [r.file for r in to_fetch]
+        if constants.HF_HUB_OFFLINE:
+            raise NetworkUnavailable("HF_HUB_OFFLINE is set", files)
+        try:
+            first_hub = hub_metadata(files[0], probe_timeout_s, endpoint)
+        except HfHubHTTPError:
+            pass  # the hub answered: download_file reports the error for that file
+        except Exception as error:
+            if not _is_transport_error(error):
+                raise
+            where = endpoint or constants.ENDPOINT
+            raise NetworkUnavailable(f"{where} did not answer ({_first_line(error)})", files) from None
+    for i, report in enumerate(to_fetch):
         target = report.path or report.file.target_path(models_dir)
         try:
-            digest = download_file(report.file, target, timeout_s, retries, backoff_s, progress, cache)
+            digest, commit = download_file(report.file, target, first_hub if i == 0 else None, timeout_s, endpoint,
+                                           retries, backoff_s, progress, cache)
         except DownloadError as error:
             results.append(DownloadResult(report.file, "failed", None, str(error)))
             continue
+        pinned = "" if report.file.revision else " (the manifest pins no revision: this is 'main' today)"
         replaced = f" (replaced a {report.status.value} file)" if report.path else ""
-        results.append(DownloadResult(report.file, "downloaded", target, f"sha256 {digest}{replaced}"))
+        results.append(DownloadResult(report.file, "downloaded", target,
+                                      f"sha256 {digest}, commit {commit}{pinned}{replaced}"))
     order = {e.file.id: i for i, e in enumerate(entries)}
     return sorted(results, key=lambda r: order[r.file.id])

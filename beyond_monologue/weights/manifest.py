@@ -1,11 +1,13 @@
 """The weights manifest: which model files exist, where each goes in ComfyUI, where it comes from.
 
 The data lives in ``weights_manifest/manifest.json`` (format: ``weights_manifest/manifest.schema.json``,
-documented in docs/WEIGHTS.md). The full JSON-schema validation of the pack's own manifest runs in
+documented in docs/WEIGHTS.md). Every published file is a file of a Hugging Face model repository
+(``repo_id``, ``path_in_repo``, pinned ``revision``); a value the public listing does not give is the
+literal ``"unknown"`` in the JSON and None here. The full JSON-schema validation of the pack's own manifest runs in
 the tests (tests/unit/weights/test_weights_manifest.py, ``jsonschema`` is a test-only dependency), not at
 every ComfyUI start. At load time this module checks, without ``jsonschema``, what a file that reaches
-disk or the network depends on (folder, file names, URL scheme: the patterns are read from the schema
-file itself), and what a schema cannot say (every set names existing files, a set's status matches
+disk or the network depends on (folder, file names, repository, path and revision: the patterns are read
+from the schema file itself), and what a schema cannot say (every set names existing files, a set's status matches
 its files, a value and its evidence level agree). Nothing here touches the network or ComfyUI.
 """
 
@@ -15,6 +17,7 @@ import functools
 import json
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,9 @@ SCHEMA_PATH = MANIFEST_DIR / "manifest.schema.json"
 # (folder_paths.py: "unet" for diffusion_models, "clip" for text_encoders). Downloads go to the key's
 # own folder; lookups accept both, and their sub-folders (ModelFile.find_in).
 FOLDER_ALIASES = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}
+UNKNOWN = "unknown"  # the manifest's word for a revision, size or sha256 the public listing does not give
+HUB_URL = "https://huggingface.co"
+STAGING_PREFIX = ".bm_download"  # download.py's staging folders inside models/<folder>; never a model's home
 
 
 class ManifestError(ValueError):
@@ -40,7 +46,9 @@ class ModelFile:
         id: the manifest key (``wan22_vae`` ...).
         folder: ComfyUI model folder (``folder_paths`` key, e.g. ``"vae"``).
         filename: file name inside that folder; ``alt_filenames`` are accepted spellings.
-        url: download address, or None while unpublished.
+        repo_id / path_in_repo: the Hugging Face model repository and the file's path in it, or None
+            while unpublished.
+        revision: the pinned commit (40 hex digits), or None when unknown (downloads use ``main``).
         size_bytes / sha256: expected size and hash, or None when unknown.
         size_evidence / sha256_evidence: ``verified``, ``derived``, ``mirror`` or ``unknown``.
         licence, dtype, purpose, source: descriptive text; ``size_note`` a human size hint.
@@ -50,7 +58,9 @@ class ModelFile:
     id: str
     folder: str
     filename: str
-    url: str | None
+    repo_id: str | None
+    path_in_repo: str | None
+    revision: str | None
     size_bytes: int | None
     size_evidence: str
     sha256: str | None
@@ -65,8 +75,20 @@ class ModelFile:
 
     @property
     def published(self) -> bool:
-        """True when a download address is known."""
-        return self.url is not None
+        """True when the file is on the hub (it has a repository)."""
+        return self.repo_id is not None
+
+    @property
+    def url(self) -> str | None:
+        """Its public address on huggingface.co at the pinned revision (``main`` when unknown), or None.
+
+        The address shown in messages, the web notice and workflow ``models`` entries; downloads go
+        through ``huggingface_hub``, which sends them to ``HF_ENDPOINT`` when that is set.
+        """
+        if self.repo_id is None:
+            return None
+        return (f"{HUB_URL}/{self.repo_id}/resolve/{self.revision or 'main'}/"
+                f"{urllib.parse.quote(self.path_in_repo)}")
 
     def names(self) -> tuple[str, ...]:
         """The file name and its accepted alternative spellings."""
@@ -80,7 +102,8 @@ class ModelFile:
         """The file inside ``models_dir``, or None; found where ComfyUI would list it.
 
         Searched in the folder and its aliases (``FOLDER_ALIASES``), each with its sub-folders at any
-        depth (as ``folder_paths`` lists them: links followed, ``.git`` skipped), by the file name or
+        depth (as ``folder_paths`` lists them: links followed, ``.git`` skipped; also the download
+        staging folders ``.bm_download*``, whose files are not checked yet), by the file name or
         an alternative spelling, case-insensitive. Order: the exact target path, then each folder
         top-down with names sorted, so the answer is the same on every run.
         """
@@ -93,7 +116,8 @@ class ModelFile:
             seen = set()
             for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
                 real = os.path.realpath(dirpath)
-                dirnames[:] = [] if real in seen else sorted(d for d in dirnames if d != ".git")
+                dirnames[:] = [] if real in seen else sorted(
+                    d for d in dirnames if d != ".git" and not d.startswith(STAGING_PREFIX))
                 seen.add(real)  # a linked loop is walked once
                 for name in sorted(filenames):
                     if name.lower() in wanted and (path := Path(dirpath) / name).is_file():
@@ -177,7 +201,7 @@ def _safety_problem(document: dict) -> str | None:
     defs = _schema()["$defs"]["file"]["properties"]
     folders = set(defs["folder"]["enum"])
     name_pattern = re.compile(defs["filename"]["pattern"])
-    url_pattern = re.compile(defs["url"]["pattern"])
+    hub_patterns = {field: re.compile(defs[field]["pattern"]) for field in ("repo_id", "path_in_repo", "revision")}
     if not isinstance(document.get("files"), dict) or not isinstance(document.get("sets"), dict):
         return "(top level): needs the objects 'files' and 'sets'"
     for file_id, entry in document["files"].items():
@@ -189,9 +213,11 @@ def _safety_problem(document: dict) -> str | None:
             if not isinstance(name, str) or not name_pattern.search(name) or "\n" in name:
                 where = "filename" if i == 0 else f"alt_filenames/{i - 1}"
                 return f"files/{file_id}/{where}: {name!r} does not match {name_pattern.pattern!r}"
-        url = entry.get("url")
-        if url is not None and (not isinstance(url, str) or not url_pattern.search(url)):
-            return f"files/{file_id}/url: {url!r} does not match {url_pattern.pattern!r}"
+        for field, pattern in hub_patterns.items():
+            value = entry.get(field)
+            if (value is not None or field == "revision") and (
+                    not isinstance(value, str) or not pattern.search(value) or "\n" in value):
+                return f"files/{file_id}/{field}: {value!r} does not match {pattern.pattern!r}"
     return None
 
 
@@ -218,9 +244,12 @@ def _check_consistency(document: dict, where: str) -> None:
     for file_id, entry in document["files"].items():
         for field in ("size_bytes", "sha256"):
             evidence = entry[field.split("_")[0] + "_evidence"]
-            if (entry[field] is None) != (evidence == "unknown"):
+            if (entry[field] == UNKNOWN) != (evidence == UNKNOWN):
                 raise ManifestError(f"{where}: files/{file_id}: {field} is {entry[field]!r} but its evidence is "
-                                    f"{evidence!r} (a value needs verified/derived/mirror, no value needs unknown)")
+                                    f"{evidence!r} (a value needs verified/derived/mirror, 'unknown' needs unknown)")
+        if (entry["repo_id"] is None) != (entry["path_in_repo"] is None):
+            raise ManifestError(f"{where}: files/{file_id}: repo_id and path_in_repo are both set (published) "
+                                "or both null (unpublished)")
     for set_name, entry in document["sets"].items():
         ids = [f["id"] for f in entry["files"]]
         if len(set(ids)) != len(ids):
@@ -228,7 +257,8 @@ def _check_consistency(document: dict, where: str) -> None:
         for file_id in ids:
             if file_id not in document["files"]:
                 raise ManifestError(f"{where}: sets/{set_name}: unknown file id {file_id!r}")
-        unpublished = [f["id"] for f in entry["files"] if f["required"] and document["files"][f["id"]]["url"] is None]
+        unpublished = [f["id"] for f in entry["files"]
+                       if f["required"] and document["files"][f["id"]]["repo_id"] is None]
         status = "waiting-for-weights" if unpublished else "ready"
         if entry["status"] != status:
             raise ManifestError(f"{where}: sets/{set_name}: status is {entry['status']!r} but should be {status!r} "
@@ -251,7 +281,8 @@ def parse_manifest(document: dict, path: Path) -> Manifest:
 def _parse(document: dict, path: Path) -> Manifest:
     files = {}
     for file_id, entry in document["files"].items():
-        fields = dict(entry)
+        fields = {key: None if key in ("revision", "size_bytes", "sha256") and value == UNKNOWN else value
+                  for key, value in entry.items()}
         fields["alt_filenames"] = tuple(fields.get("alt_filenames", ()))
         files[file_id] = ModelFile(id=file_id, **fields)
     sets = {

@@ -80,7 +80,13 @@ def test_only_research_verified_hashes_are_recorded():
      "should be 'ready'"),
     (lambda d: d["files"]["wan22_vae"].update(sha256="ab" * 32), "evidence"),
     (lambda d: d["files"]["wan22_vae"].update(folder="models/vae"), "files/wan22_vae/folder"),
-    (lambda d: d["files"]["wan22_vae"].update(url="http://example.com/wan2.2_vae.safetensors"), "files/wan22_vae/url"),
+    (lambda d: d["files"]["wan22_vae"].update(repo_id="../../elsewhere"), "files/wan22_vae/repo_id"),
+    (lambda d: d["files"]["wan22_vae"].update(path_in_repo="../../escape.safetensors"), "files/wan22_vae/path_in_repo"),
+    (lambda d: d["files"]["wan22_vae"].update(path_in_repo="/etc/escape.safetensors"), "files/wan22_vae/path_in_repo"),
+    (lambda d: d["files"]["wan22_vae"].update(revision="main"), "files/wan22_vae/revision"),
+    (lambda d: d["files"]["wan22_vae"].update(revision=None), "files/wan22_vae/revision"),
+    (lambda d: d["files"]["wan22_vae"].update(path_in_repo=None), "repo_id and path_in_repo"),
+    (lambda d: d["files"]["wan22_vae"].update(size_bytes=None), "evidence"),
     (lambda d: d["files"]["wan22_vae"].update(filename="../escape.safetensors"), "files/wan22_vae/filename"),
     (lambda d: d["sets"]["speech-separation"]["files"].append({"id": "melband_roformer_fp16", "required": False}),
      "listed twice"),
@@ -92,10 +98,18 @@ def test_inconsistent_manifests_are_refused_with_the_place(document, edit, messa
         validate_document(broken)
 
 
-def test_loopback_http_is_allowed_for_local_mirrors(document):
-    local = copy.deepcopy(document)
-    local["files"]["wan22_vae"]["url"] = "http://127.0.0.1:8000/wan2.2_vae.safetensors"
-    validate_document(local)
+def test_every_entry_records_revision_size_and_sha256_or_says_unknown():
+    document = json.loads(DEFAULT_MANIFEST.read_text())
+    for file_id, entry in document["files"].items():
+        for field in ("revision", "size_bytes", "sha256"):
+            assert entry[field] is not None, (file_id, field)  # a value, or the literal "unknown"
+    # the one commit a public listing gives (weights.md: the revision public download scripts pin)
+    pinned = {k: e["revision"] for k, e in document["files"].items() if e["revision"] != "unknown"}
+    assert pinned == {"wan21_vae_bf16_kijai": "87badb1f794c15daf51db60838a433ca08bb218f"}
+    vae = load_manifest().files["wan21_vae_bf16_kijai"]
+    assert vae.url == ("https://huggingface.co/Kijai/WanVideo_comfy/resolve/87badb1f794c15daf51db60838a433ca08bb218f/"
+                       "Wan2_1_VAE_bf16.safetensors")
+    assert load_manifest().files["wan22_vae"].revision is None  # "unknown" is None in Python
 
 
 def test_unreadable_manifest_names_the_file(tmp_path):

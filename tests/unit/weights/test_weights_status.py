@@ -4,13 +4,13 @@ from weights_testing import make_manifest
 
 from beyond_monologue.weights.presence import LoaderInput, weights_status
 
-URL = "https://example.org/"
+REPO = "test-org/"
 
 
 def test_rows_claim_files_and_share_folders(tmp_path):
     manifest = make_manifest(tmp_path, {
-        "dit": {"folder": "diffusion_models", "filename": "dit.safetensors", "url": URL + "dit"},
-        "separator": {"folder": "diffusion_models", "filename": "Sep.safetensors", "url": URL + "sep",
+        "dit": {"folder": "diffusion_models", "filename": "dit.safetensors", "repo_id": REPO + "dit"},
+        "separator": {"folder": "diffusion_models", "filename": "Sep.safetensors", "repo_id": REPO + "sep",
                       "alt_filenames": ["sep_v1.safetensors"]},
         "patch": {"folder": "model_patches", "filename": "patch.safetensors"},
     })
@@ -35,4 +35,5 @@ def test_rows_claim_files_and_share_folders(tmp_path):
     assert status["folders"]["model_patches"] == {"present": ["patch"], "missing": []}
     assert status["folders"]["own_folder"] == {"present": [], "missing": []}
     assert status["folders"]["diffusion_models"] == {"present": ["separator"], "missing": ["dit"]}
-    assert status["files"]["dit"]["url"] == URL + "dit" and status["files"]["patch"]["url"] is None
+    assert status["files"]["dit"]["url"] == "https://huggingface.co/test-org/dit/resolve/main/dit.safetensors"
+    assert status["files"]["patch"]["url"] is None

@@ -18,7 +18,7 @@ def models(tmp_path):
 
 def one_file(tmp_path, models, known_size=True, known_hash=True, name="model.safetensors"):
     path = write_safetensors(models / "vae" / name, values=50_000)
-    fields = {"folder": "vae", "filename": name, "url": "https://example.org/model.safetensors"}
+    fields = {"folder": "vae", "filename": name, "repo_id": "test-org/model.safetensors"}
     if known_size:
         fields["size_bytes"] = path.stat().st_size
     if known_hash:
@@ -90,9 +90,9 @@ def test_unknown_hash_is_checked_by_structure_only_and_says_so(tmp_path, models)
 def test_missing_unpublished_alias_folder_and_optional_files(tmp_path, models):
     write_safetensors(models / "unet" / "Big_Model.safetensors")  # ComfyUI's legacy alias folder, other case
     manifest = make_manifest(tmp_path, {
-        "dit": {"folder": "diffusion_models", "filename": "big_model.safetensors", "url": "https://example.org/a"},
-        "gone": {"folder": "vae", "filename": "gone.safetensors", "url": "https://example.org/b"},
-        "extra": {"folder": "loras", "filename": "extra.safetensors", "url": "https://example.org/c"},
+        "dit": {"folder": "diffusion_models", "filename": "big_model.safetensors", "repo_id": "test-org/a"},
+        "gone": {"folder": "vae", "filename": "gone.safetensors", "repo_id": "test-org/b"},
+        "extra": {"folder": "loras", "filename": "extra.safetensors", "repo_id": "test-org/c"},
         "future": {"folder": "model_patches", "filename": "future.safetensors"},
     }, required={"extra": False})
     reports = {r.file.id: r for r in verify_set(manifest, "test-set", models)}
@@ -107,7 +107,7 @@ def test_missing_unpublished_alias_folder_and_optional_files(tmp_path, models):
 def test_smoke_checkpoints_are_reported_as_smoke(tmp_path, models):
     path = write_safetensors(models / "vae" / "model.safetensors", metadata={"bm_smoke": "untrained"})
     manifest = make_manifest(tmp_path, {"model": {"folder": "vae", "filename": "model.safetensors",
-                                                  "url": "https://example.org/m", "sha256": "0" * 64}})
+                                                  "repo_id": "test-org/m", "sha256": "0" * 64}})
     report = status_of(manifest, models)
     assert report.status == Status.SMOKE and report.path == path and not report.status.ok
 
@@ -161,9 +161,9 @@ def test_sub_folders_count_in_verify_as_they_do_in_comfyui_and_the_presence_payl
     from beyond_monologue.weights.presence import find_file
 
     manifest = make_manifest(tmp_path, {
-        "vae": {"folder": "vae", "filename": "model.safetensors", "url": "https://example.org/v"},
-        "dit": {"folder": "diffusion_models", "filename": "dit.safetensors", "url": "https://example.org/d"},
-        "gone": {"folder": "vae", "filename": "gone.safetensors", "url": "https://example.org/g"},
+        "vae": {"folder": "vae", "filename": "model.safetensors", "repo_id": "test-org/v"},
+        "dit": {"folder": "diffusion_models", "filename": "dit.safetensors", "repo_id": "test-org/d"},
+        "gone": {"folder": "vae", "filename": "gone.safetensors", "repo_id": "test-org/g"},
     })
     nested = write_safetensors(models / "vae" / "wan" / "2.2" / "Model.safetensors")
     aliased = write_safetensors(models / "unet" / "kijai" / "dit.safetensors")
@@ -190,7 +190,7 @@ def test_verify_names_the_path_it_found(tmp_path, models, capsys):
 
     write_safetensors(models / "vae" / "wan" / "model.safetensors")
     manifest = make_manifest(tmp_path, {"vae": {"folder": "vae", "filename": "model.safetensors",
-                                                "url": "https://example.org/v"}})
+                                                "repo_id": "test-org/v"}})
     assert main(["--manifest", str(manifest.path), "verify", "--set", "test-set", "--comfyui", str(models.parent),
                  "--cache", str(tmp_path / "c.json"), "-q"]) == 0
     assert "models/vae/model.safetensors (found as models/vae/wan/model.safetensors)" in capsys.readouterr().out
