@@ -6,6 +6,7 @@ Tiers (marker given by folder, see ``pytest_collection_modifyitems``):
 * ``comfy``  -- tests/comfy: import the pinned ComfyUI in-process and load the pack as a package.
 * ``server`` -- tests/server: a real ComfyUI server (child process) with the pack in custom_nodes.
 * ``browser``-- tests/browser: the ComfyUI frontend in headless Chromium.
+* ``install``-- tests/install: the requirements resolved in a fresh venv beside ComfyUI's (needs PyPI).
 
 Unit tests import the core as ``beyond_monologue`` (the repo root is appended to sys.path, after
 ComfyUI's folder, so that ComfyUI's own top-level ``nodes`` module is never shadowed by this
@@ -22,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / ".cache" / "assets"
 SMOKE_DIR = ROOT / ".cache" / "smoke-weights"  # generated once, reused across sessions (see smoke_models)
-TIERS = ("unit", "comfy", "server", "browser")
+TIERS = ("unit", "comfy", "server", "browser", "install")
 pytest_plugins = ["comfy_inprocess", "audio_fixtures"]
 
 if str(ROOT) not in sys.path:
