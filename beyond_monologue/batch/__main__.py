@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run a job again, once (repeatable): re-running the same command after Ctrl-C or an "
                              "abort resumes the request instead of redoing the job again; a job still queued or "
                              "running is followed, not queued twice. After a run that finished, --redo runs it again"),
-    parser.add_argument("--dry-run", action="store_true", help="check the workflow and every job against the server, queue nothing")
+    parser.add_argument("--dry-run", action="store_true", help="check the workflow and every job against every server, queue nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate = parser.add_argument_group(
         "metrics", "--evaluate runs python -m beyond_monologue.evaluate's metrics (lip sync, identity, listening) on "

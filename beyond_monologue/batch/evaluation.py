@@ -93,6 +93,9 @@ class JobEvaluator:
             except (BMInputError, OSError, ValueError) as error:
                 log(f"job {job.name}: {video} cannot be measured: {error}")
                 results.append({"video": video, "sources": named, "error": str(error)})
+            except Exception as error:  # noqa: BLE001 -- the job is done; a metric bug must not stop the batch
+                log(f"job {job.name}: measuring {video} failed: {type(error).__name__}: {error}")
+                results.append({"video": video, "sources": named, "error": f"{type(error).__name__}: {error}"})
         return results
 
     def write_tables(self, out_dir: str | Path, journal) -> None:
