@@ -4,7 +4,10 @@ exactly once, across Ctrl-C and re-runs."""
 
 from __future__ import annotations
 
+import _thread
+import json
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -30,6 +33,7 @@ class Server(FakeComfy):
         self.base_url = url
         self.down = False
         self.followed: list[str] = []
+        self.slow = 0.0  # seconds each wait takes
         self._gate = threading.Lock()
 
     def _check(self):
@@ -51,6 +55,7 @@ class Server(FakeComfy):
 
     def wait(self, prompt_id, timeout_s=600.0, on_event=None, ws=None, down_timeout_s=None):
         self._check()  # the real client raises this after down_timeout_s
+        time.sleep(self.slow)
         self.followed.append(prompt_id)
         return super().wait(prompt_id, timeout_s, on_event, ws, down_timeout_s)
 
@@ -162,6 +167,29 @@ def test_ctrl_c_with_two_servers_then_resume_loses_and_repeats_nothing(tmp_path)
     assert downloads(tmp_path) == dict.fromkeys(NAMES, 1)
     assert a.submitted_jobs() + b.submitted_jobs() == dict.fromkeys(NAMES, 1), "in-flight prompts were followed"
     assert sum(o.status == "skipped" for o in outcomes.values()) >= 3
+
+
+def test_a_real_ctrl_c_reaches_the_waiting_main_thread_and_the_rerun_resumes(tmp_path):
+    a, b = Server("http://a:8188"), Server("http://b:8188")
+    pressed = threading.Event()
+
+    def press_ctrl_c_after_two(entry):
+        if entry["event"] == "downloaded" and downloads(tmp_path).total() == 2 and not pressed.is_set():
+            pressed.set()
+            a.slow = b.slow = 0.5  # the servers are busy when the signal lands on the main thread
+            _thread.interrupt_main()  # what SIGINT does: KeyboardInterrupt in the main thread
+
+    with pytest.raises(KeyboardInterrupt):
+        run([a, b], tmp_path, listener=press_ctrl_c_after_two)
+    time.sleep(1.2)  # a worker still in a call ends at its next journal line (the journal is closed)
+    done_before = downloads(tmp_path)
+    assert 2 <= done_before.total() < len(NAMES) and max(done_before.values()) == 1
+    report = json.loads((tmp_path / "batch_report.json").read_text())
+    assert any(j["status"] == "pending" for j in report["jobs"])
+    a.slow = b.slow = 0.0
+    run([a, b], tmp_path)
+    assert downloads(tmp_path) == dict.fromkeys(NAMES, 1)
+    assert a.submitted_jobs() + b.submitted_jobs() == dict.fromkeys(NAMES, 1)
 
 
 def test_a_result_of_a_superseded_prompt_never_makes_a_second_done_line(tmp_path):
