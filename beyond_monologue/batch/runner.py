@@ -54,12 +54,12 @@ from pathlib import Path
 
 from ..comfyui.comfy_client import ComfyClient, ComfyError, ComfyUnavailable, PromptLost, PromptRejected
 from .jobs import BatchSetupError, Job
-from .journal import Journal, JournalClosed
+from .journal import Journal
 from .outputs import local_destination, output_files
 from .patching import file_digest, job_fingerprint, patch_prompt
 from .progress import BatchProgress
 from .report import JobOutcome, write_report
-from .servers import ServerDown, ServerSlot, make_slots
+from .servers import ServerDown, ServerSlot, make_slots, run_workers
 
 try:
     import fcntl
@@ -145,7 +145,6 @@ class BatchRunner:
         self._busy = 0  # jobs taken from `todo` (or planned in flight) and not yet ended or queued again
         self._stop = False
         self._aborted = ""
-        self._errors: list[BaseException] = []
 
     @property
     def inflight(self) -> deque:
@@ -191,8 +190,7 @@ class BatchRunner:
                 raise
             finally:
                 with self._cond:
-                    self._stop = True
-                    self._cond.notify_all()
+                    self._halt()
                     if self.progress is not None:
                         self.progress.close()
                     for name, outcome in self.outcomes.items():
@@ -208,34 +206,14 @@ class BatchRunner:
         return list(self.outcomes.values())
 
     def _work_in_threads(self) -> None:
-        """One daemon worker thread per server; this thread waits (so Ctrl-C reaches it) and, on
-        any exception, stops the workers (a worker still in a network call stops at its next
-        journal line: the journal is closed, :class:`.journal.JournalClosed`)."""
-        threads = [threading.Thread(target=self._guarded_work, args=(slot,), name=f"batch {slot.url}", daemon=True)
-                   for slot in self.servers]
-        for thread in threads:
-            thread.start()
-        try:
-            while any(thread.is_alive() for thread in threads):
-                for thread in threads:
-                    thread.join(0.2)
-        finally:
-            with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-        if self._errors:
-            raise self._errors[0]
+        """One worker thread per server (:func:`.servers.run_workers`)."""
+        run_workers(self.servers, self._work, self._halt)
 
-    def _guarded_work(self, slot: ServerSlot) -> None:
-        try:
-            self._work(slot)
-        except JournalClosed:
-            pass  # the run already stopped
-        except BaseException as error:  # noqa: BLE001 -- handed to the main thread, which raises it
-            with self._cond:
-                self._errors.append(error)
-                self._stop = True
-                self._cond.notify_all()
+    def _halt(self) -> None:
+        """Stop every worker at its next step (Ctrl-C, an error in one worker)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
 
     def _work(self, slot: ServerSlot) -> None:
         """The loop of one server: queue jobs while fewer than ``queue_ahead`` + 1 wait on it,

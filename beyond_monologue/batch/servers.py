@@ -9,8 +9,12 @@ safe; the next run tries every ``--server`` again).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .journal import JournalClosed
 
 
 class ServerDown(RuntimeError):
@@ -41,3 +45,39 @@ class ServerSlot:
 def make_slots(clients: list) -> list[ServerSlot]:
     """One slot per client; ``url`` is the client's ``base_url`` (``server<i>`` for a test double without one)."""
     return [ServerSlot(client, str(getattr(client, "base_url", f"server{i}"))) for i, client in enumerate(clients)]
+
+
+def run_workers(slots: list[ServerSlot], work: Callable[[ServerSlot], None], halt: Callable[[], None]) -> None:
+    """Run ``work(slot)`` in one daemon thread per slot and wait for them in the calling thread.
+
+    The calling thread only waits (in short joins), so Ctrl-C (SIGINT) reaches it there. On any
+    way out (every worker returned, Ctrl-C, a worker's exception) ``halt()`` tells the workers to
+    stop; a worker still inside a network call stops at its next journal line, which raises
+    :class:`.journal.JournalClosed` once the run has closed the journal.
+
+    Raises:
+        BaseException: the first exception a worker raised (re-raised here, e.g. a KeyboardInterrupt
+            raised by a journal listener).
+    """
+    errors: list[BaseException] = []
+
+    def guarded(slot: ServerSlot) -> None:
+        try:
+            work(slot)
+        except JournalClosed:
+            pass  # the run already stopped
+        except BaseException as error:  # noqa: BLE001 -- handed to the calling thread, which raises it
+            errors.append(error)
+            halt()
+
+    threads = [threading.Thread(target=guarded, args=(slot,), name=f"batch {slot.url}", daemon=True) for slot in slots]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.2)
+    finally:
+        halt()
+    if errors:
+        raise errors[0]
