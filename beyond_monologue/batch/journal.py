@@ -32,8 +32,8 @@ server has none). ``run_end`` closes every open ``redo`` request.
 A truncated last line (the process was killed while writing it) is ignored on replay.
 
 Several servers (``--server`` repeated): ``submitted``, ``queued``, ``released`` and the result
-events carry ``server`` (the ComfyUI address; journals written before had none: their jobs belong
-to the first server). Exactly once: a job is done only by a ``downloaded`` line, and
+events carry ``server`` (the ComfyUI address; one-server runs and journals written before
+several servers were supported have none: their jobs belong to the first server). Exactly once: a job is done only by a ``downloaded`` line, and
 :meth:`Journal.record_current` writes ``finished``/``downloaded`` only for the job's *latest*
 prompt, checked and written under the journal's lock, so a prompt that was released and run again
 elsewhere can never make a second ``downloaded`` line (it gets ``superseded``). Replay ignores, the
