@@ -12,6 +12,14 @@ up to the last finished step. Events of a job, in order:
 * ``finished``  -- the prompt ended; ``status`` and, on success, the output files to download.
 * ``downloaded``-- the job's files are in the output folder (``files``, relative paths).
 * ``failed``    -- ``error`` (and ComfyUI's ``node_errors`` for a rejected prompt).
+* ``released``  -- the job's prompt was given up because its ``server`` stayed unreachable past
+  ``--server-timeout`` (or is not among this run's ``--server``) while another server was still
+  up: the job is queued again on a live server. Whatever that old prompt still produces is never
+  downloaded (see ``superseded``).
+* ``superseded``-- a result of a prompt that is no longer the job's latest submission (a server
+  that was given up came back and finished it); recorded for the record, it changes nothing.
+* ``evaluated`` -- ``--evaluate`` measured the job's downloaded videos (``metrics``: one
+  ``{"video", "report"}`` or ``{"video", "error"}`` per video); does not change the status.
 * ``redo``      -- ``--redo`` asked to run the job again. It does not change the job's status;
   the request is *open* until a ``run_end`` line and *pending* until the job's next ``submitted``
   (or a ``run_end``). A re-run with the same ``--redo`` while the request is open does not
@@ -22,18 +30,33 @@ and ``run_end`` (a run went through every job; a run stopped by Ctrl-C, a crash 
 server has none). ``run_end`` closes every open ``redo`` request.
 
 A truncated last line (the process was killed while writing it) is ignored on replay.
+
+Several servers (``--server`` repeated): ``submitted``, ``queued``, ``released`` and the result
+events carry ``server`` (the ComfyUI address; one-server runs and journals written before
+several servers were supported have none: their jobs belong to the first server). Exactly once: a job is done only by a ``downloaded`` line, and
+:meth:`Journal.record_current` writes ``finished``/``downloaded`` only for the job's *latest*
+prompt, checked and written under the journal's lock, so a prompt that was released and run again
+elsewhere can never make a second ``downloaded`` line (it gets ``superseded``). Replay ignores, the
+same way, a result line whose ``prompt_id`` is not the job's latest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 JOURNAL_NAME = "batch_journal.jsonl"
+_NO_STATUS_EVENTS = ("redo", "superseded", "evaluated")  # events that leave the job's status as it is
+_RESULT_EVENTS = ("queued", "finished", "downloaded")  # only the latest prompt's count
+
+
+class JournalClosed(RuntimeError):
+    """A write after :meth:`Journal.close` (a server worker still busy when the run stopped)."""
 
 
 @dataclass
@@ -42,8 +65,10 @@ class JobState:
 
     Attributes:
         status: the last event: ``"new"`` (none yet), ``"submitted"``, ``"queued"``, ``"lost"``,
-            ``"finished"``, ``"downloaded"`` or ``"failed"``.
+            ``"finished"``, ``"downloaded"``, ``"released"`` or ``"failed"``.
         prompt_id: the prompt id of the latest submission.
+        server: the ComfyUI address of the latest submission (``""`` in journals from before
+            several servers were supported).
         outputs: files to download (from ``finished``).
         files: downloaded files, relative to the output folder (from ``downloaded``).
         error: the failure message (from ``failed``).
@@ -53,10 +78,13 @@ class JobState:
             ``--redo`` resumes that request instead of making another.
         redo_pending: a ``redo`` was requested and the job has not been submitted since (nor
             has a run ended): the next run queues it, with or without ``--redo``.
+        metrics: the ``metrics`` of the latest ``evaluated`` line since the job was last
+            submitted (None: not evaluated).
     """
 
     status: str = "new"
     prompt_id: str | None = None
+    server: str = ""
     outputs: list = field(default_factory=list)
     files: list = field(default_factory=list)
     error: str = ""
@@ -64,6 +92,7 @@ class JobState:
     submissions: int = 0
     redo_open: bool = False
     redo_pending: bool = False
+    metrics: list | None = None
 
 
 @dataclass
@@ -76,20 +105,34 @@ class Replay:
     damaged_lines: int = 0
 
 
+def is_current(state: JobState, entry: dict) -> bool:
+    """False for a result line (``queued``/``finished``/``downloaded``) of a prompt that is not the
+    job's latest submission: such a line is superseded and must not change the job."""
+    return not (entry["event"] in _RESULT_EVENTS and entry.get("prompt_id") and state.prompt_id
+                and entry["prompt_id"] != state.prompt_id)
+
+
 def apply_event(state: JobState, entry: dict) -> None:
-    """Fold one job event into its state (``redo`` sets the redo flags and keeps the status)."""
+    """Fold one job event into its state (``redo`` sets the redo flags and keeps the status;
+    ``superseded`` and ``evaluated`` keep it too; a result of an older prompt is ignored)."""
     event = entry["event"]
     if event == "redo":
         state.redo_open = True
         state.redo_pending = state.status not in ("submitted", "queued")  # in flight: that prompt is the redo
         return
+    if event == "evaluated":
+        state.metrics = entry.get("metrics", [])
+        return
+    if event in _NO_STATUS_EVENTS or not is_current(state, entry):
+        return
     state.status = event
     if event == "submitted":
         state.prompt_id = entry["prompt_id"]
+        state.server = entry.get("server", "")
         state.fingerprint = entry.get("fingerprint", "")
         state.submissions += 1
         state.redo_pending = False
-        state.outputs, state.files, state.error = [], [], ""
+        state.outputs, state.files, state.error, state.metrics = [], [], "", None
     elif event == "finished":
         state.outputs = entry.get("outputs", [])
     elif event == "downloaded":
@@ -141,7 +184,8 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 class Journal:
-    """Appends events to ``out_dir/batch_journal.jsonl``.
+    """Appends events to ``out_dir/batch_journal.jsonl``; safe to call from several threads (one
+    lock orders the lines and the state updates).
 
     Args:
         out_dir: the batch's output folder (created).
@@ -152,6 +196,8 @@ class Journal:
         self.path = Path(out_dir) / JOURNAL_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.listener = listener
+        self._lock = threading.RLock()
+        self._closed = False
         self.state = replay(self.path)
         ends_cleanly = _ends_with_newline(self.path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed by close()
@@ -171,20 +217,44 @@ class Journal:
         return self.state.jobs.setdefault(name, JobState())
 
     def record(self, event: str, job: str | None = None, **fields) -> dict:
-        """Append one event, flush and fsync it, update the job's state and tell the listener."""
-        entry = {"t": round(time.time(), 3), "event": event, **({"job": job} if job else {}), **fields}
-        self._file.write(json.dumps(entry, default=str) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.state.events.append(entry)
-        if job:
-            apply_event(self.job(job), entry)
-        else:
-            apply_batch_event(self.state, entry)
-        if self.listener is not None:
-            self.listener(entry)
-        return entry
+        """Append one event, flush and fsync it, update the job's state and tell the listener.
+
+        Raises:
+            JournalClosed: the journal was closed (the run stopped); nothing was written.
+        """
+        with self._lock:
+            if self._closed:
+                raise JournalClosed(f"the batch journal is closed; {event} of job {job} not recorded")
+            entry = {"t": round(time.time(), 3), "event": event, **({"job": job} if job else {}), **fields}
+            self._file.write(json.dumps(entry, default=str) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self.state.events.append(entry)
+            if job:
+                apply_event(self.job(job), entry)
+            else:
+                apply_batch_event(self.state, entry)
+            if self.listener is not None:
+                self.listener(entry)
+            return entry
+
+    def record_current(self, event: str, job: str, prompt_id: str, **fields) -> bool:
+        """Record a result event (``finished``, ``downloaded``) of ``prompt_id`` only if that prompt
+        is still the job's latest submission; otherwise record ``superseded`` (with ``instead`` =
+        ``event``) and return False. The check and the write happen under one lock, so two
+        servers can never both make a job done.
+        """
+        with self._lock:
+            if self.job(job).prompt_id != prompt_id:
+                self.record("superseded", job, prompt_id=prompt_id, instead=event, latest=self.job(job).prompt_id,
+                            **{k: v for k, v in fields.items() if k == "server"})
+                return False
+            self.record(event, job, prompt_id=prompt_id, **fields)
+            return True
 
     def close(self) -> None:
-        """Close the file (the journal stays valid at every point, closed or not)."""
-        self._file.close()
+        """Close the file (the journal stays valid at every point, closed or not); later
+        :meth:`record` calls raise :class:`JournalClosed`."""
+        with self._lock:
+            self._closed = True
+            self._file.close()

@@ -9,6 +9,7 @@ output that is not a terminal) only the messages are printed.
 from __future__ import annotations
 
 import sys
+import threading
 
 from tqdm import tqdm
 
@@ -30,35 +31,42 @@ class BatchProgress:
                           disable=not enabled, file=sys.stderr, dynamic_ncols=True)
         self._node_titles: dict[str, str] = {}
         self._job = ""
+        self._lock = threading.RLock()  # several server threads feed one display
 
     def start_job(self, name: str, prompt: dict) -> None:
         """A job's prompt is now followed: show its name; ``prompt`` gives the node titles."""
-        self._job = name
-        self._node_titles = {str(k): (v.get("_meta", {}) or {}).get("title") or v.get("class_type", "?")
-                             for k, v in prompt.items()}
-        self.jobs.set_postfix_str(name)
-        self.steps.reset(total=1)
-        self.steps.set_description(f"{name}: queued")
-
-    def on_event(self, kind: str, data: dict) -> None:
-        """Feed one ``/ws`` event of the followed prompt."""
-        if kind == "executing" and data.get("node") is not None:
+        with self._lock:
+            self._job = name
+            self._node_titles = {str(k): (v.get("_meta", {}) or {}).get("title") or v.get("class_type", "?")
+                                 for k, v in prompt.items()}
+            self.jobs.set_postfix_str(name)
             self.steps.reset(total=1)
-            self.steps.set_description(f"{self._job}: {self._node_titles.get(str(data['node']), data['node'])}")
-        elif kind == "progress":
-            self.steps.total = max(1, int(data.get("max", 1)))
-            self.steps.n = int(data.get("value", 0))
-            self.steps.refresh()
+            self.steps.set_description(f"{name}: queued")
+
+    def on_event(self, kind: str, data: dict, job: str | None = None) -> None:
+        """Feed one ``/ws`` event of a followed prompt (``job``: its job's name; default: the last
+        started job). With several servers the step bar shows the job whose event came last."""
+        with self._lock:
+            if kind == "executing" and data.get("node") is not None:
+                self.steps.reset(total=1)
+                self.steps.set_description(f"{job or self._job}: {self._node_titles.get(str(data['node']), data['node'])}")
+            elif kind == "progress":
+                self.steps.total = max(1, int(data.get("max", 1)))
+                self.steps.n = int(data.get("value", 0))
+                self.steps.refresh()
 
     def job_done(self) -> None:
         """One more job is finished (done or failed)."""
-        self.jobs.update(1)
+        with self._lock:
+            self.jobs.update(1)
 
     def message(self, text: str) -> None:
         """Print a line above the bars."""
-        tqdm.write(text, file=sys.stderr)
+        with self._lock:
+            tqdm.write(text, file=sys.stderr)
 
     def close(self) -> None:
         """Remove the step bar and finish the job bar."""
-        self.steps.close()
-        self.jobs.close()
+        with self._lock:
+            self.steps.close()
+            self.jobs.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ class JobOutcome:
         prompt_id: the prompt id of its last submission.
         submissions: times it was submitted over all runs.
         warnings: things the user should know that did not fail the job.
+        server: the ComfyUI address of its last submission (``""`` with one server).
+        metrics: ``--evaluate``: one ``{"video", "report"}`` or ``{"video", "error"}`` per
+            downloaded video (see :mod:`.evaluation`); None when not evaluated.
     """
 
     name: str
@@ -33,6 +37,8 @@ class JobOutcome:
     prompt_id: str | None = None
     submissions: int = 0
     warnings: list = field(default_factory=list)
+    server: str = ""
+    metrics: list | None = None
 
 
 def summary(outcomes: list[JobOutcome]) -> str:
@@ -40,6 +46,9 @@ def summary(outcomes: list[JobOutcome]) -> str:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "pending")}
     lines = [f"batch: {counts['done']} done, {counts['skipped']} already done, "
              f"{counts['failed']} failed, {counts['pending']} not finished"]
+    servers = Counter(o.server for o in outcomes if o.status == "done" and o.server)
+    if servers:
+        lines.append("  done per server: " + ", ".join(f"{url} {n}" for url, n in sorted(servers.items())))
     for outcome in outcomes:
         for warning in outcome.warnings:
             lines.append(f"  warning {outcome.name}: {warning}")

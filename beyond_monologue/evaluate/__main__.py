@@ -48,6 +48,23 @@ def load_models(models_dir: Path) -> MetricModels:
     return load_metric_models(files, str(folder))
 
 
+def models_of_comfyui(comfyui: Path | None, log=print) -> MetricModels:
+    """The metric networks of ``<comfyui>/models/bm_evaluation`` (default: the ComfyUI this pack is
+    installed in); each missing one is logged as a note and reported unavailable with the reason.
+    Used by ``videos`` and by the batch client's ``--evaluate``."""
+    from ..weights.cli import default_comfyui
+    from ..weights.verify import models_dir_of
+
+    comfyui = comfyui or default_comfyui()
+    models = load_models(models_dir_of(comfyui)) if comfyui else MetricModels(
+        syncnet_missing="no ComfyUI folder: pass --comfyui", embedder_missing="no ComfyUI folder: pass --comfyui")
+    for reason in (models.syncnet_missing if models.syncnet is None else None,
+                   models.embedder_missing if models.embedder is None else None):
+        if reason:
+            log(f"note: {reason}")
+    return models
+
+
 def csv_row(name: str, report: dict | None, error: str = "") -> dict:
     """One CSV row: the headline numbers of ``report`` (empty where unavailable) and the error, if any."""
     row = {"video": name, "error": error}
@@ -61,6 +78,38 @@ def csv_row(name: str, report: dict | None, error: str = "") -> dict:
     return row
 
 
+def evaluate_video(video: Path, models: MetricModels, talk: Path | None = None, listen: Path | None = None,
+                   reference: Path | None = None, every_nth: int = 10) -> dict:
+    """:func:`.avatar_metrics.evaluate_avatar` of one video file with its audio files.
+
+    Args:
+        video: the rendered video (any container PyAV reads).
+        talk: the avatar's own speech (default: the video's own soundtrack).
+        listen: the other person's speech, or None (the listening metrics are then unavailable).
+        reference: the portrait image for CSIM, or None.
+
+    Raises:
+        BMInputError, OSError, ValueError: the video cannot be read or measured (see ``evaluate_avatar``).
+    """
+    frames, fps = read_frames(video)
+    talk_stream = read_audio(talk) if talk else read_audio(video)
+    listen_stream = read_audio(listen) if listen else None
+    return evaluate_avatar(frames, fps, talk_stream, listen_stream, read_image(reference) if reference else None,
+                           models, every_nth=every_nth)
+
+
+def write_tables(out: Path, reports: list[dict], rows: list[dict], stem: str = "metrics",
+                 first_columns: tuple[str, ...] = ()) -> None:
+    """Write ``out/<stem>.json`` (``reports``) and ``out/<stem>.csv`` (``rows``: ``first_columns``
+    then the :data:`CSV_COLUMNS`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(reports, indent=2))
+    with open(out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*first_columns, *(c for c, _ in CSV_COLUMNS)])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def evaluate_folder(folder: Path, models: MetricModels, out: Path, reference: Path | None = None,
                     every_nth: int = 10, log=print) -> list[dict]:
     """Measure every video of ``folder``; writes ``out/metrics.json`` and ``out/metrics.csv``; returns the rows."""
@@ -69,24 +118,14 @@ def evaluate_folder(folder: Path, models: MetricModels, out: Path, reference: Pa
     for index, job in enumerate(jobs, start=1):
         log(f"[{index}/{len(jobs)}] {job.video.name}")
         try:
-            frames, fps = read_frames(job.video)
-            talk = read_audio(job.talk) if job.talk else read_audio(job.video)
-            listen = read_audio(job.listen) if job.listen else None
-            portrait = job.reference or reference
-            report = evaluate_avatar(frames, fps, talk, listen, read_image(portrait) if portrait else None, models,
-                                     every_nth=every_nth)
+            report = evaluate_video(job.video, models, job.talk, job.listen, job.reference or reference, every_nth)
             reports.append({"video": job.video.name, "report": report})
             rows.append(csv_row(job.video.name, report))
         except (BMInputError, OSError, ValueError) as error:
             reports.append({"video": job.video.name, "error": str(error)})
             rows.append(csv_row(job.video.name, None, str(error)))
             log(f"    {error}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(reports, indent=2))
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[c for c, _ in CSV_COLUMNS])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_tables(out, reports, rows)
     return rows
 
 
@@ -108,16 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "convert":
         print(f"wrote {convert_checkpoint(args.source, args.destination, args.kind)}")
         return 0
-    from ..weights.cli import default_comfyui
-    from ..weights.verify import models_dir_of
-
-    comfyui = args.comfyui or default_comfyui()
-    models = load_models(models_dir_of(comfyui)) if comfyui else MetricModels(
-        syncnet_missing="no ComfyUI folder: pass --comfyui", embedder_missing="no ComfyUI folder: pass --comfyui")
-    for reason in (models.syncnet_missing if models.syncnet is None else None,
-                   models.embedder_missing if models.embedder is None else None):
-        if reason:
-            print(f"note: {reason}")
+    models = models_of_comfyui(args.comfyui)
     rows = evaluate_folder(args.folder, models, args.out or args.folder, args.reference, args.every_nth)
     print(f"{len(rows)} videos -> {(args.out or args.folder) / 'metrics.csv'}")
     return 1 if rows and all(r["error"] for r in rows) else 0

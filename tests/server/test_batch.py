@@ -1,5 +1,5 @@
-"""The batch client against a real ComfyUI: a server restart mid-batch and a killed client lose and
-repeat nothing; failures are reported per job.
+"""The batch client against a real ComfyUI: a server restart mid-batch, a killed client and, with two
+servers, a server process killed mid-job lose and repeat nothing; failures are reported per job.
 
 The workflow is LoadAudio -> BMSplitConversation -> SaveAudio (talk) + SaveAudio (listen); the jobs
 are variants of the real two-speaker sample.wav (mono with its RTTM turns, stereo with one speaker
@@ -9,6 +9,8 @@ per channel, shifted in time), each checked against the split computed here.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -243,3 +245,45 @@ def test_missing_local_files_are_downloaded_again_or_rerun_when_the_server_lost_
     for name in ("j3", "j4"):
         talk = read_audio(out / name / "3_talk.flac")[0]
         assert np.max(np.abs(talk - expected[name][0])) < 2e-3
+
+
+def test_two_servers_a_killed_server_hands_its_jobs_to_the_other_none_lost_none_twice(batch_server, batch_inputs,
+                                                                                      tmp_path):
+    folder, expected = batch_inputs
+    doomed = ComfyServer(tmp_path / "doomed_base")  # a second real ComfyUI; its process is killed mid-batch
+    doomed.start()
+    killed = []
+
+    def listener(entry):
+        # the doomed server just accepted a prompt: kill its process (SIGKILL, no clean-up) while that job is in flight
+        if entry["event"] == "queued" and entry.get("server") == doomed.url and not killed:
+            killed.append(entry["job"])
+            os.killpg(doomed.process.pid, signal.SIGKILL)
+            doomed.process.wait(10)
+
+    try:
+        clients = [ComfyClient(batch_server.url, timeout_s=10), ComfyClient(doomed.url, timeout_s=10)]
+        jobs = prepared_jobs(folder, clients[0].object_info())
+        runner = BatchRunner(clients, WORKFLOW, jobs, tmp_path / "out",
+                             BatchOptions(queue_ahead=1, server_timeout_s=5, job_timeout_s=120, progress=False), listener)
+        outcomes = runner.run()
+    finally:
+        doomed.stop()
+
+    assert killed, "the doomed server got a job before it was killed"
+    assert [(o.name, o.status) for o in outcomes] == [(name, "done") for name in expected]
+    events = replay(tmp_path / "out" / JOURNAL_NAME).events
+    released = [e for e in events if e["event"] == "released"]
+    assert killed[0] in {e["job"] for e in released} and all(e["server"] == doomed.url for e in released)
+    by_name = {o.name: o for o in outcomes}
+    for entry in released:  # re-run on the live server under a new prompt, downloaded from it
+        assert by_name[entry["job"]].server == batch_server.url and by_name[entry["job"]].prompt_id != entry["prompt_id"]
+    assert {o.server for o in outcomes} <= {batch_server.url, doomed.url}
+    check_outputs(tmp_path / "out", expected)  # every job downloaded exactly once, with its own streams
+
+    # the live server ran each job it was given exactly once (the killed one's history died with it)
+    batch_id = replay(tmp_path / "out" / JOURNAL_NAME).batch_id
+    history = ComfyClient(batch_server.url).get_json("/history")
+    runs = Counter(item["prompt"][2]["3"]["inputs"]["filename_prefix"].split("/")[2] for item in history.values()
+                   if item["prompt"][2]["3"]["inputs"]["filename_prefix"].startswith(f"bm_batch/{batch_id}/"))
+    assert runs == {o.name: 1 for o in outcomes if o.server == batch_server.url}

@@ -26,3 +26,13 @@ def test_unreachable_server_exits_3_before_anything_runs(tmp_path, capsys):
     assert code == EXIT_UNREACHABLE
     assert "not reachable" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_server_that_is_unreachable_exits_3_naming_it(tmp_path, capsys):
+    (tmp_path / "w.json").write_text(json.dumps(WORKFLOW))
+    (tmp_path / "jobs.jsonl").write_text('{"name": "j1", "1.seed": 5}\n')
+    first, second = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    code = main([str(tmp_path / "w.json"), str(tmp_path / "jobs.jsonl"), "--out", str(tmp_path / "out"),
+                 "--server", first, "--server", second])
+    assert code == EXIT_UNREACHABLE
+    assert second in capsys.readouterr().err, "every --server is checked before anything runs"
