@@ -48,8 +48,8 @@ SPLIT_ONLY = """async (workflow) => {
 FRAME = """(id) => {
     const node = app.graph.getNodeById(id);
     const ds = app.canvas.ds;
-    ds.scale = 0.75;
-    ds.offset = [380 / ds.scale - node.pos[0], 150 / ds.scale - node.pos[1]];
+    ds.scale = 0.7;
+    ds.offset = [430 / ds.scale - node.pos[0], 400 / ds.scale - node.pos[1]];
     app.canvas.setDirty(true, true);
     const banners = [...document.querySelectorAll("body *")].filter(e =>
         e.textContent.includes("Introducing Nodes 2.0") && e.offsetWidth >= 0.9 * window.innerWidth);
