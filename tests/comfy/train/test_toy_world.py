@@ -58,7 +58,8 @@ def toy(pack, librivox, assets, wav2vec2_base_file, tmp_path_factory):
     results = {"untrained": measure(untrained), "stage1": measure(stage1), "stage2": measure(stage2),
                "stage2_listen_0": measure(stage2, listen_strength=0.0)}
     for name, r in results.items():  # the figures, for the log of a failing run
-        print(name, {k: round(v, 3) for k, v in r.items() if k != "listening"})
+        print(name, {k: round(v, 3) for k, v in r.items() if k != "listening"},
+              {k: v if not isinstance(v, float) else round(v, 3) for k, v in r["listening"].items()})
     return {**results, "targets": targets}
 
 

@@ -88,6 +88,11 @@ class World:
         """Model-space ``[C, 1, 8, 8]``: the face at rest (mouth and head at their middle value)."""
         return self.pattern[:, None].clone()
 
+    @staticmethod
+    def level(signal: np.ndarray) -> np.ndarray:
+        """A region signal back on the 0..1 scale :meth:`video` was given (clipped): 0 at rest, 1 at full movement."""
+        return np.clip((np.asarray(signal) / AMPLITUDE + 1.0) / 2.0, 0.0, 1.0)
+
     def region_signal(self, video: torch.Tensor, region: str) -> np.ndarray:
         """Per latent frame: a model-space video's region (``"mouth"`` / ``"head"``) projected on its direction."""
         rows, cols = MOUTH if region == "mouth" else HEAD
@@ -219,9 +224,15 @@ def measure(bm, model, adapter, world: World, talks: list, listen_strength: floa
 
     Returns ``{"mouth~talk", "head~listen", "mouth~listen", "head~talk"}`` -> r over all latent frames of
     all conversations (generated region signal vs target loudness), and ``"listening"``: the evaluation
-    stage's listening metrics (``beyond_monologue.evaluate.listening``) of the renders, with the head's
-    and mouth's speed (region signal change per second) as head motion and mouth activity and the
-    streams' loudness as voice activity, on the latent clock (6.25 latent frames per second).
+    stage's listening metrics (``beyond_monologue.evaluate.listening``) of the renders on the latent
+    clock (6.25 latent frames per second), with the streams' loudness as voice activity and the
+    regions' levels (:meth:`World.level`, 0 = at rest, 1 = full) as head motion and mouth activity:
+    in this world a region's level is the amplitude of its movement (an 8x8 latent at 6.25 frames per
+    second cannot show the nod or the lip movement itself), so it stands where a real face track's
+    motion and mouth activity stand. (Their speed, the level's change per second, does not work here:
+    the head level follows the smoothed listen loudness and changes most when listening starts and
+    ends, and the mouth's speed peaks at the edges of speech, which the activity threshold counts as
+    listen-only.)
     """
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -231,8 +242,7 @@ def measure(bm, model, adapter, world: World, talks: list, listen_strength: floa
     settings = bm.wan_patch.AdapterSettings({s: adapter.config.kernel(s) for s in adapter.streams},
                                             {"talk": 1.0, "listen": listen_strength})
     patched = bm.wan_patch.attach_duplex_adapter(model, patcher, settings)
-    series = {"mouth": [], "head": [], "talk": [], "listen": [], "mouth_speed": [], "head_speed": [],
-              "talk_active": [], "listen_active": []}
+    series = {"mouth": [], "head": [], "talk": [], "listen": [], "talk_active": [], "listen_active": []}
     latent_fps = FPS / 4
     for i, (audio, talk, listen, listen_now) in enumerate(talks):
         video = render(bm, patched, world, audio, seed=seed + i)
@@ -241,14 +251,12 @@ def measure(bm, model, adapter, world: World, talks: list, listen_strength: floa
         series["head"].append(head)
         series["talk"].append(talk)
         series["listen"].append(listen)
-        series["mouth_speed"].append(np.abs(np.diff(mouth)) * latent_fps)  # latents 1.. of each conversation
-        series["head_speed"].append(np.abs(np.diff(head)) * latent_fps)
-        series["talk_active"].append(talk[1:])
-        series["listen_active"].append(listen_now[1:])
+        series["talk_active"].append(talk)
+        series["listen_active"].append(listen_now)
     s = {k: np.concatenate(v) for k, v in series.items()}
     out = {f"{region}~{stream}": pearson(s[region], s[stream]) for region in ("mouth", "head")
            for stream in ("talk", "listen")}
-    out["listening"] = bm.listening.listening_metrics(s["head_speed"], s["mouth_speed"], s["talk_active"],
+    out["listening"] = bm.listening.listening_metrics(World.level(s["head"]), World.level(s["mouth"]), s["talk_active"],
                                                       s["listen_active"], latent_fps)
     return out
 
