@@ -60,6 +60,13 @@ def base(comfy):
     return tiny_wan(KIND)
 
 
+@pytest.fixture(scope="module")
+def plain(bm, base, render):
+    """The renders without any tool: ``(adapter on, adapter at strength 0)``."""
+    with torch.inference_mode():
+        return render(attached(bm, base)), render(attached(bm, base, strength=0.0))
+
+
 def attached(bm, model, strength=1.0, **kw):
     patched = attach_adapter(bm, model, KIND, strength=strength, **kw)
     assert bm.model.wan_patch.attached_adapter(patched) is not None
@@ -89,27 +96,26 @@ def models_folder(tmp_path, monkeypatch):
     return folder
 
 
-def test_lora_loader_model_only_before_or_after_the_adapter(bm, base, render, models_folder):
+def test_lora_loader_model_only_before_or_after_the_adapter(bm, base, render, plain, models_folder):
     import nodes as comfy_nodes
 
     g = torch.Generator().manual_seed(7)
-    lora = {}
+    lora, weights = {}, tiny_wan_state_dict(KIND)
     for block in range(2):
-        for layer in ("self_attn.q", "self_attn.v", "cross_attn.o", "ffn.0"):
+        for layer in ("self_attn.q", "self_attn.v", "cross_attn.o", "ffn.0"):  # a LoRA in ComfyUI's lora_up/down keys
             key = f"diffusion_model.blocks.{block}.{layer}"
-            weight = tiny_wan_state_dict(KIND)[f"blocks.{block}.{layer}.weight"]
+            weight = weights[f"blocks.{block}.{layer}.weight"]
             lora[f"{key}.lora_up.weight"] = torch.randn(weight.shape[0], 4, generator=g) * 0.3
             lora[f"{key}.lora_down.weight"] = torch.randn(4, weight.shape[1], generator=g) * 0.3
     save_file(lora, models_folder("loras") / "tiny_wan_lora.safetensors")
     loader = comfy_nodes.LoraLoaderModelOnly()
 
-    plain = render(attached(bm, base))
     lora_first = render(attached(bm, loader.load_lora_model_only(base, "tiny_wan_lora.safetensors", 1.0)[0]))
     adapter_first_model = loader.load_lora_model_only(attached(bm, base), "tiny_wan_lora.safetensors", 1.0)[0]
     assert still_attached(bm, adapter_first_model)
     adapter_first = render(adapter_first_model)
     off = render(attached(bm, loader.load_lora_model_only(base, "tiny_wan_lora.safetensors", 1.0)[0], strength=0.0))
-    assert relative(lora_first, plain) > 0.05  # the LoRA changes the DiT
+    assert relative(lora_first, plain[0]) > 0.05  # the LoRA changes the DiT
     assert relative(lora_first, off) > ACTIVE  # and the adapter still acts on the LoRA'd DiT
     assert torch.equal(lora_first, adapter_first)  # the order of LoRA loader and BM Apply does not matter
 
@@ -124,8 +130,8 @@ def test_unet_loader_fp8_weights(bm, render, models_folder):
     assert fp8.model.diffusion_model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
     reference, reference_off = render(attached(bm, full)), render(attached(bm, full, strength=0.0))
     on, off = render(attached(bm, fp8)), render(attached(bm, fp8, strength=0.0))
-    # measured: fp8 vs full weights 0.024 relative; the adapter's effect is ~0.5 relative (pack's bound: 0.1)
-    print('fp8', relative(on, reference), relative(on, off), relative(reference, reference_off))
+    # measured: fp8 vs full weights 0.053 relative, the adapter's effect 0.021 relative with either, the cosine of the
+    # two effects 0.999 (the bounds 0.1 and 0.95 are the pack's). ComfyUI casts fp8 weights to float32 per layer.
     assert relative(on, reference) < 0.1
     assert relative(on, off) > ACTIVE
     effect, reference_effect = (on - off).flatten(), (reference - reference_off).flatten()
@@ -172,18 +178,16 @@ def test_easycache_skips_steps_but_keeps_the_talk_anchor_apart(bm, base, render,
     assert torch.equal(render(attached(bm, cached(base)), steps=8), on)  # EasyCache before BM Apply: the same
 
 
-def test_torch_compile_model_keeps_the_adapter(bm, base, render):
+def test_torch_compile_model_keeps_the_adapter(bm, base, render, plain):
     """TorchCompileModel's wrapper with the ``eager`` backend: dynamo traces the patched forward, no code
     generation. Inductor takes ~70 s per compile on 2 CPU cores (measured), too slow for this tier."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
 
-    model = attached(bm, base)
-    plain, off = render(model), render(attached(bm, base, strength=0.0))
-    compiled = model.clone()
+    compiled = attached(bm, base)
     set_torch_compile_wrapper(model=compiled, backend="eager")  # what TorchCompileModel does with its backend
     assert still_attached(bm, compiled)
-    assert torch.equal(render(compiled), plain)
-    assert relative(plain, off) > ACTIVE
+    assert torch.equal(render(compiled), plain[0])
+    assert relative(plain[0], plain[1]) > ACTIVE
 
 
 class LowVramRecorder:
@@ -200,11 +204,11 @@ class LowVramRecorder:
         return apply_model(args["input"], args["timestep"], **args["c"])
 
 
-def test_lowvram_partial_loading_of_dit_and_adapter(bm, base, render, monkeypatch):
+def test_lowvram_partial_loading_of_dit_and_adapter(bm, base, render, plain, monkeypatch):
     import comfy.model_management as mm
 
     model = attached(bm, base)
-    full, off = render(model), render(attached(bm, base, strength=0.0))
+    full, off = plain
     recorder = LowVramRecorder(model.model, bm.model.wan_patch.attached_adapter(model)[0].model)
     lowvram = model.clone()
     lowvram.set_model_unet_function_wrapper(recorder)
@@ -220,3 +224,38 @@ def test_lowvram_partial_loading_of_dit_and_adapter(bm, base, render, monkeypatc
     assert recorder.seen and all(dit and adapter for dit, adapter in recorder.seen)
     assert torch.equal(partial, full)
     assert relative(full, off) > ACTIVE
+
+
+@pytest.mark.parametrize("function", ["attention_basic", "attention_split", "attention_sub_quad", "attention_pytorch"])
+def test_comfy_attention_functions_run_the_dit_with_the_adapter(bm, base, render, plain, function):
+    """The DiT on each of ComfyUI's CPU attention functions (what --use-split-cross-attention,
+    --use-quad-cross-attention, --use-pytorch-cross-attention select), through ComfyUI's per-model override."""
+    import comfy.ldm.modules.attention as attention
+
+    chosen = getattr(attention, function)
+
+    def override(func, *args, **kwargs):
+        return chosen(*args, **kwargs)
+
+    model = attached(bm, base)
+    model.model_options["transformer_options"]["optimized_attention_override"] = override
+    on = render(model)
+    # the same attention up to float32 rounding, far below the adapter's effect: the adapter ran
+    assert relative(on, plain[0]) < 1e-4 < ACTIVE < relative(plain[0], plain[1])
+
+
+def test_attention_flags_and_a_missing_mhgk_backend_fall_back_with_a_log_line(bm, pack, base, render, plain,
+                                                                               monkeypatch, caplog):
+    import comfy.cli_args
+
+    mhgk = pack.beyond_monologue.model.mhgk_attention
+    monkeypatch.setattr(mhgk, "_unavailable_warned", set())
+    monkeypatch.setattr(bm.model.wan_patch, "_noted_flags", set())
+    monkeypatch.setattr(comfy.cli_args.args, "use_sage_attention", True)  # read at call time by ComfyUI
+    with caplog.at_level(logging.INFO):
+        model = attached(bm, base, backend="xformers")  # xformers needs CUDA: not available on this runner
+        chosen = render(model)
+    assert "ComfyUI runs the Wan DiT's attention with SageAttention's sageattn (--use-sage-attention)" in caplog.text
+    assert "MHGK attention backend 'xformers' is not available here" in caplog.text
+    assert mhgk.auto_excluded() == {"xformers"}  # ComfyUI has xformers off on the CPU: auto follows
+    assert torch.equal(chosen, plain[0])  # the fallback is auto
