@@ -215,7 +215,26 @@ def require_adapter(model):
     found = attached_adapter(model)
     if found is None:
         raise BMInputError("model", "has no duplex adapter attached.", "connect it through BM Apply Duplex Adapter first.")
+    _check_patches_intact(model)
     return found
+
+
+def _check_patches_intact(model) -> None:
+    """Raise when a node after BM Apply replaced the adapter's block patches (it would be skipped silently)."""
+    options = model.model_options["transformer_options"]
+    dit = options.get("patches_replace", {}).get("dit", {})
+    blocks = len(model.get_model_object("diffusion_model").blocks)
+    lost = [f"Wan block {i}" for i in range(blocks) if not isinstance(dit.get(("double_block", i)), _BlockPatch)]
+    hook = model.get_attachment(ADAPTER_KEY)
+    if not hook.in_block_forward and not any(isinstance(p, _DuplexHook) for p in options.get("patches", {}).get("attn2_patch", [])):
+        lost.append("attn2_patch")
+    if ADAPTER_KEY not in model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}):
+        lost.append("diffusion-model wrapper")
+    if lost:
+        raise BMInputError("model", f"has the duplex adapter attached, but a node after BM Apply Duplex Adapter replaced "
+                           f"the adapter's patches ({', '.join(lost)}), e.g. another pack's block patch; the adapter "
+                           "would be skipped there.", "connect that node before BM Apply Duplex Adapter (BM Apply then keeps "
+                           "its own patch and logs which one it replaced), or leave it out.")
 
 
 def prepare_window(model, duplex: DuplexAudio, first_latent: int, num_latents: int, **options) -> DuplexCall:

@@ -259,3 +259,21 @@ def test_attention_flags_and_a_missing_mhgk_backend_fall_back_with_a_log_line(bm
     assert "MHGK attention backend 'xformers' is not available here" in caplog.text
     assert mhgk.auto_excluded() == {"xformers"}  # ComfyUI has xformers off on the CPU: auto follows
     assert torch.equal(chosen, plain[0])  # the fallback is auto
+
+
+def test_a_block_patch_after_bm_apply_is_refused_instead_of_dropping_the_adapter(bm, base, render, plain, caplog):
+    def other_pack_block(args, extra):  # e.g. another pack's replacement of Wan block 1
+        return extra["original_block"](args)
+
+    after = attached(bm, base)
+    after.set_model_patch_replace(other_pack_block, "dit", "double_block", 1)
+    assert bm.model.wan_patch.attached_adapter(after) is not None  # still looks attached
+    with pytest.raises(ValueError, match=re.escape("model: has the duplex adapter attached, but a node after BM Apply "
+                                                   "Duplex Adapter replaced the adapter's patches (Wan block 1)")):
+        render(after)
+    before = base.clone()
+    before.set_model_patch_replace(other_pack_block, "dit", "double_block", 1)
+    with caplog.at_level(logging.WARNING):
+        model = attached(bm, before)  # BM Apply after it: the adapter's patch wins, with a warning
+    assert "replacing another block patch of Wan block 1" in caplog.text
+    assert torch.equal(render(model), plain[0])
