@@ -183,10 +183,17 @@ def test_torch_compile_model_keeps_the_adapter(bm, base, render, plain):
     generation. Inductor takes ~70 s per compile on 2 CPU cores (measured), too slow for this tier."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
 
+    graphs = []
+
+    def eager(graph_module, example_inputs):  # torch.compile's "eager" backend, counting the traced graphs
+        graphs.append(graph_module)
+        return graph_module.forward
+
     compiled = attached(bm, base)
-    set_torch_compile_wrapper(model=compiled, backend="eager")  # what TorchCompileModel does with its backend
+    set_torch_compile_wrapper(model=compiled, backend=eager)  # what TorchCompileModel does with its backend
     assert still_attached(bm, compiled)
     assert torch.equal(render(compiled), plain[0])
+    assert graphs  # dynamo did trace the patched DiT
     assert relative(plain[0], plain[1]) > ACTIVE
 
 
