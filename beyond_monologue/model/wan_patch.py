@@ -207,10 +207,11 @@ def attached_adapter(model):
 
 
 def require_adapter(model):
-    """:func:`attached_adapter`, or a clear error when the MODEL has none.
+    """:func:`attached_adapter`, or a clear error when the MODEL has none or would skip it.
 
     Raises:
-        BMInputError: no adapter attached.
+        BMInputError: no adapter attached, or a node after BM Apply replaced the adapter's block
+            patches, attn2 patch or diffusion-model wrapper (the adapter would be skipped silently).
     """
     found = attached_adapter(model)
     if found is None:
