@@ -99,8 +99,10 @@ class BMApplyDuplexAdapter(io.ComfyNode):
                 io.String.Input("listen_alpha", default="", optional=True, placeholder="from the adapter file",
                                 tooltip="MHGK alpha of the Listening heads. " + per_head),
                 io.Combo.Input("attention_backend", options=list(BACKENDS), default="auto", optional=True,
-                               tooltip="MHGK attention kernel. auto picks the fastest exact one for the GPU; "
-                                       "the others are for benchmarking and debugging."),
+                               tooltip="MHGK attention kernel. auto picks the fastest exact one for the GPU and "
+                                       "follows ComfyUI's attention flags (no xformers when ComfyUI has it off); "
+                                       "the others are for benchmarking and debugging. One that cannot run here "
+                                       "falls back to auto with a log line."),
                 DuplexAdapterType.Input("trained_adapter", optional=True,
                                         tooltip="An adapter in memory, e.g. BM Train Duplex Adapter's output. When "
                                                 "connected it is attached instead of the file, and the adapter "

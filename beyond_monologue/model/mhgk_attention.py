@@ -43,6 +43,8 @@ FLASH_MAX_HEAD_DIM = 256
 _CHUNK_ELEMENTS = 1 << 25  # bound on the keys copied per frame group (grouped / xformers)
 LIMIT_TABLES = {"global": "all-zero (sigma = inf)", "local": "frame-local (sigma = 0, alpha = inf, one window per frame)"}
 _failed: set[str] = set()
+_excluded: frozenset[str] = frozenset()  # kept out of ``auto`` by the host's settings (set_auto_excluded)
+_unavailable_warned: set[str] = set()
 _compiled_flex = None
 
 
@@ -55,7 +57,9 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
         k, v: ``[B, H, Tk * N, d]``: keys/values, window-major (``N`` tokens per audio window).
         bias_table: ``[H, Tq, Tk]``, ``>= 0``: subtracted from the scaled logits
             (:meth:`MHGKKernel.bias_table`); ``inf`` masks a pair.
-        backend: one of :data:`BACKENDS`; ``auto`` picks by table structure, device and shape.
+        backend: one of :data:`BACKENDS`; ``auto`` picks by table structure, device and shape. A
+            backend that cannot run here (xformers not installed or not on CUDA, flex on CUDA
+            without Triton) falls back to ``auto`` with one warning per backend and process.
         scale: logit scale, default ``1 / sqrt(d)``.
         structure: :func:`table_structure` of ``bias_table`` when already known (saves a device
             sync per call; the Wan patch computes it once per model call).
@@ -81,7 +85,13 @@ def mhgk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias_table
     if name in ("local", "global") and (structure or table_structure(bias_table)) != name:
         raise ValueError(f"backend {name!r} needs a {LIMIT_TABLES[name]} bias table")
     table = bias_table.to(device=q.device)
-    if backend != "auto":
+    if backend != "auto" and not backend_available(name, q.device):
+        if name not in _unavailable_warned:
+            _unavailable_warned.add(name)
+            logging.warning("BeyondMonologue: MHGK attention backend %r is not available here (%s); using 'auto' "
+                            "instead.", name, _missing_reason(name, q.device))
+        name = choose_backend(q, k, bias_table, structure)
+    if name == backend:  # chosen explicitly and available: errors are the caller's
         return _IMPLEMENTATIONS[name](q, k, v, table, scale)
     try:
         return _IMPLEMENTATIONS[name](q, k, v, table, scale)
@@ -116,13 +126,37 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, bias_table: torch.Tensor, s
     if structure != "general":
         return structure
     if q.is_cuda:
-        if "flex" not in _failed and flex_attention is not None and _has_triton():
+        skip = _failed | _excluded
+        if "flex" not in skip and flex_attention is not None and _has_triton():
             return "flex"
-        if "augmented" not in _failed and _augmented_dim(q.shape[-1], bias_table.shape[1]) <= FLASH_MAX_HEAD_DIM:
+        if "augmented" not in skip and _augmented_dim(q.shape[-1], bias_table.shape[1]) <= FLASH_MAX_HEAD_DIM:
             return "augmented"
-        if "xformers" not in _failed and _has_xformers():
+        if "xformers" not in skip and _has_xformers():
             return "xformers"
     return "grouped"
+
+
+def set_auto_excluded(names) -> None:
+    """Keep ``names`` (e.g. ``{"xformers"}`` when ComfyUI runs with xformers disabled) out of ``auto``.
+
+    Process-wide, like the host's attention flags it mirrors; replaces the previous set. An
+    explicitly chosen backend is still used.
+    """
+    global _excluded
+    _excluded = frozenset(names)
+
+
+def auto_excluded() -> frozenset[str]:
+    """The backends :func:`set_auto_excluded` keeps out of ``auto``."""
+    return _excluded
+
+
+def _missing_reason(name: str, device: torch.device) -> str:
+    if name == "xformers":
+        return "xformers is not installed" if not _has_xformers() else f"xformers needs a CUDA device, not {device.type}"
+    if name == "flex":
+        return "this torch has no FlexAttention" if flex_attention is None else "Triton is not installed"
+    return "unknown backend"
 
 
 def _reference(q, k, v, table, scale):

@@ -47,7 +47,7 @@ from ..errors import BMInputError
 from ..sampling.duplex_call import CALL_KEY, DuplexCall, prepare_duplex_call
 from .adapter_checkpoint import check_compatible
 from .mhgk import MHGKKernel, kernel_times
-from .mhgk_attention import table_structure
+from .mhgk_attention import set_auto_excluded, table_structure
 from .speaker_binding import binding_residual, query_positions, reference_attention_map, token_masks
 from .time_rope import RopeTables
 
@@ -138,6 +138,7 @@ def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | No
     check_compatible(adapter.config, dm.dim, len(dm.blocks), dm.num_heads, label)
     if settings is None:
         settings = AdapterSettings({s: adapter.config.kernel(s) for s in adapter.streams})
+    follow_comfy_attention()
     patched = detach_duplex_adapter(model)
     hook = _DuplexHook(adapter_patcher, settings, in_block_forward=not supports_attn2_patch())
     patched.set_additional_models(ADAPTER_KEY, [adapter_patcher])
@@ -151,6 +152,34 @@ def attach_duplex_adapter(model, adapter_patcher, settings: AdapterSettings | No
         patched.set_model_patch_replace(_BlockPatch(block, index, hook), "dit", "double_block", index)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, ADAPTER_KEY, _DiffusionModelWrapper(hook))
     return patched
+
+
+_noted_flags: set[str] = set()
+
+
+def follow_comfy_attention() -> None:
+    """Mirror ComfyUI's attention flags in the adapter's MHGK attention (called at every attach).
+
+    * xformers off in ComfyUI (``--disable-xformers``, ``--use-pytorch-cross-attention``, no xformers,
+      not CUDA): MHGK's ``auto`` never picks its xformers backend either.
+    * ``--use-sage-attention`` / ``--use-flash-attention``: the DiT's own attention runs on them
+      (ComfyUI's choice, untouched), but the MHGK cross-attention subtracts a per-(latent frame,
+      audio window) bias that neither ``sageattn`` nor ``flash_attn_func`` takes; its exact backends
+      stay in use, and one log line per flag and process says so. (On CUDA ``auto`` mostly runs
+      ``flex`` or ``augmented``: the bias folded into the dot product, through torch SDPA's own
+      flash kernel.)
+    * ComfyUI itself refuses to start when a flagged library is not installed (0.3.75:
+      ``comfy/ldm/modules/attention.py`` logs the pip command and exits).
+    """
+    mm = comfy.model_management
+    set_auto_excluded(() if mm.xformers_enabled() else ("xformers",))
+    for enabled, flag, library in ((mm.sage_attention_enabled(), "--use-sage-attention", "SageAttention's sageattn"),
+                                   (mm.flash_attention_enabled(), "--use-flash-attention", "flash-attn's flash_attn_func")):
+        if enabled and flag not in _noted_flags:
+            _noted_flags.add(flag)
+            logging.info("BeyondMonologue: ComfyUI runs the Wan DiT's attention with %s (%s); the duplex adapter's MHGK "
+                         "cross-attention needs a per-(latent frame, audio window) bias that %s does not take, so it keeps "
+                         "its own exact backends (attention_backend on BM Apply Duplex Adapter).", library, flag, library)
 
 
 def detach_duplex_adapter(model):
@@ -178,15 +207,35 @@ def attached_adapter(model):
 
 
 def require_adapter(model):
-    """:func:`attached_adapter`, or a clear error when the MODEL has none.
+    """:func:`attached_adapter`, or a clear error when the MODEL has none or would skip it.
 
     Raises:
-        BMInputError: no adapter attached.
+        BMInputError: no adapter attached, or a node after BM Apply replaced the adapter's block
+            patches, attn2 patch or diffusion-model wrapper (the adapter would be skipped silently).
     """
     found = attached_adapter(model)
     if found is None:
         raise BMInputError("model", "has no duplex adapter attached.", "connect it through BM Apply Duplex Adapter first.")
+    _check_patches_intact(model)
     return found
+
+
+def _check_patches_intact(model) -> None:
+    """Raise when a node after BM Apply replaced the adapter's block patches (it would be skipped silently)."""
+    options = model.model_options["transformer_options"]
+    dit = options.get("patches_replace", {}).get("dit", {})
+    blocks = len(model.get_model_object("diffusion_model").blocks)
+    lost = [f"Wan block {i}" for i in range(blocks) if not isinstance(dit.get(("double_block", i)), _BlockPatch)]
+    hook = model.get_attachment(ADAPTER_KEY)
+    if not hook.in_block_forward and not any(isinstance(p, _DuplexHook) for p in options.get("patches", {}).get("attn2_patch", [])):
+        lost.append("attn2_patch")
+    if ADAPTER_KEY not in model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}):
+        lost.append("diffusion-model wrapper")
+    if lost:
+        raise BMInputError("model", f"has the duplex adapter attached, but a node after BM Apply Duplex Adapter replaced "
+                           f"the adapter's patches ({', '.join(lost)}), e.g. another pack's block patch; the adapter "
+                           "would be skipped there.", "connect that node before BM Apply Duplex Adapter (BM Apply then keeps "
+                           "its own patch and logs which one it replaced), or leave it out.")
 
 
 def prepare_window(model, duplex: DuplexAudio, first_latent: int, num_latents: int, **options) -> DuplexCall:

@@ -21,9 +21,16 @@ and the mix is adaptive projected guidance on the velocity ``v = (x - denoised) 
 model's own output, which the official code guides), converted back to a denoised prediction.
 One guider serves one window, so the APG momentum restarts every window as it does per clip in
 the official generator.
+
+Anchors that share a CONDITIONING (e.g. the negative prompt with talk on and with talk null) are
+passed as copies with their own ``uuid`` (:func:`anchor_conds`): ComfyUI's EasyCache (and any tool
+that keys state by ``transformer_options["uuids"]``) otherwise stores one cached output for both,
+and on a cached step the audio guidance term, their difference, would become zero.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import comfy.samplers
 
@@ -58,7 +65,7 @@ class DuplexGuider(comfy.samplers.CFGGuider):
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 -- ComfyUI's signature
         """The guided denoised prediction ``sum_i w_i D(x | anchor_i)`` (same shape and dtype as ComfyUI's CFG)."""
-        conds = [self.conds[anchor.text] for anchor in self.anchors]
+        conds = anchor_conds([self.conds[anchor.text] for anchor in self.anchors])
         outs = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
         if self.apg is not None:
             mixed = self._projected(x, timestep, outs)
@@ -84,3 +91,24 @@ class DuplexGuider(comfy.samplers.CFGGuider):
             diff = velocities[path.upper] - velocities[path.lower]
             guided = guided + (path.scale - 1.0) * projected_update(diff, velocities[0], self.apg, buffer)
         return x - guided * s
+
+
+def anchor_conds(conds: list[list[dict]]) -> list[list[dict]]:
+    """The anchors' processed conds, with a repeated CONDITIONING given its own stable ``uuid``.
+
+    Args:
+        conds: per anchor, ComfyUI's processed cond list (dicts with ``"uuid"``, after ``process_conds``).
+
+    Returns:
+        The same lists; the second and later uses of a list are shallow copies whose dicts carry
+        ``uuid5(original uuid, "bm-anchor-<i>")`` (the same at every step, so caches keyed by it stay
+        consistent). Everything else in the dicts is shared.
+    """
+    seen, out = set(), []
+    for index, cond in enumerate(conds):
+        if id(cond) in seen:
+            cond = [{**c, "uuid": uuid.uuid5(c["uuid"], f"bm-anchor-{index}")} if c.get("uuid") else c for c in cond]
+        else:
+            seen.add(id(cond))
+        out.append(cond)
+    return out

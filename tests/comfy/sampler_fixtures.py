@@ -35,11 +35,23 @@ def patched_model(bm, kind: str = "wan22_5b", seed: int = 0, adapter_seed: int =
 
     The adapter's output projections are random (not zero), so the audio really changes the result.
     """
+    return attach_adapter(bm, tiny_wan(kind, seed=seed), kind, adapter_seed)
+
+
+def attach_adapter(bm, model, kind: str = "wan22_5b", adapter_seed: int = 1, strength: float = 1.0, backend: str = "auto"):
+    """``model`` (a tiny Wan MODEL, e.g. from a native loader) with a random adapter attached at ``strength``.
+
+    The adapter's modules are ``comfy.ops.manual_cast`` ones, as BM Apply Duplex Adapter builds them.
+    """
     import comfy.model_management as mm
     import comfy.model_patcher
+    import comfy.ops
 
     cfg = bm.model.adapter_checkpoint.smoke_config(LAYOUT_OF[kind], model_dim=256, num_layers=2)
-    adapter = bm.model.duplex_adapter.DuplexAdapter(cfg).reset_parameters(adapter_seed, zero_output=False)
+    adapter = bm.model.duplex_adapter.DuplexAdapter(cfg, operations=comfy.ops.manual_cast)
+    adapter.reset_parameters(adapter_seed, zero_output=False)
     patcher = comfy.model_patcher.ModelPatcher(adapter, load_device=mm.get_torch_device(),
                                                offload_device=mm.unet_offload_device())
-    return bm.model.wan_patch.attach_duplex_adapter(tiny_wan(kind, seed=seed), patcher)
+    settings = bm.model.wan_patch.AdapterSettings({s: cfg.kernel(s) for s in adapter.streams},
+                                                  {s: strength for s in adapter.streams}, backend)
+    return bm.model.wan_patch.attach_duplex_adapter(model, patcher, settings)

@@ -142,3 +142,34 @@ def test_a_failing_fast_backend_is_dropped_but_out_of_memory_is_not(monkeypatch)
     out = mhgk_attention(q, k, v, table)
     assert module._failed == {"augmented"}
     assert _rel(out, mhgk_attention(q, k, v, table, "reference")) < 1e-5
+
+
+def test_a_backend_that_cannot_run_here_falls_back_to_auto_with_one_warning(monkeypatch, caplog):
+    from beyond_monologue.model import mhgk_attention as module
+
+    q, k, v = _inputs(torch.float32)
+    table = _table(MHGKKernel.default("listen", H)).float()
+    monkeypatch.setattr(module, "_unavailable_warned", set())
+    monkeypatch.setattr(module, "_has_xformers", lambda: False)  # as on a machine without xformers
+    with caplog.at_level("WARNING"):
+        out = mhgk_attention(q, k, v, table, "xformers")
+        again = mhgk_attention(q, k, v, table, "xformers")
+    assert caplog.text.count("MHGK attention backend 'xformers' is not available here (xformers is not installed); "
+                             "using 'auto' instead.") == 1
+    assert torch.equal(out, mhgk_attention(q, k, v, table, "grouped")) and torch.equal(again, out)
+
+
+def test_auto_leaves_out_the_backends_the_host_excludes(monkeypatch):
+    from beyond_monologue.model import mhgk_attention as module
+
+    q, k, _ = _inputs(torch.float32)
+    table = _table(MHGKKernel.default("listen", H))
+    monkeypatch.setattr(module, "_excluded", frozenset())
+    monkeypatch.setattr(type(q), "is_cuda", property(lambda self: True))  # the CUDA branch of auto, on the CPU
+    monkeypatch.setattr(module, "_has_triton", lambda: False)
+    monkeypatch.setattr(module, "_has_xformers", lambda: True)
+    assert choose_backend(q, k, table) == "augmented"
+    module.set_auto_excluded({"augmented"})
+    assert module.auto_excluded() == {"augmented"} and choose_backend(q, k, table) == "xformers"
+    module.set_auto_excluded({"augmented", "xformers"})
+    assert choose_backend(q, k, table) == "grouped"
