@@ -91,3 +91,13 @@ def test_listen_strength_zero_stops_the_head_but_not_the_mouth(toy):
 def test_stage_one_moves_the_mouth_but_not_the_head(toy):
     r = toy["stage1"]
     assert r["mouth~talk"] >= 0.6 and abs(r["head~listen"]) < 0.2, r
+
+
+def test_the_listening_metrics_separate_the_trained_adapter_from_the_untrained_one(toy):
+    """Issue 17 item 5: the evaluation stage's listening metrics (on the regions' levels, see ``tw.measure``)."""
+    untrained, trained, silent = (toy[k]["listening"] for k in ("untrained", "stage2", "stage2_listen_0"))
+    assert 0.8 < untrained["listen_to_silent_motion_ratio"] < 1.2, untrained
+    assert trained["listen_to_silent_motion_ratio"] > 1.5, trained  # the head moves while listening
+    assert silent["listen_to_silent_motion_ratio"] < 1.2, silent  # ... only through the Listening branch
+    assert abs(untrained["listen_motion_correlation"]) < 0.2 and trained["listen_motion_correlation"] > 0.5
+    assert untrained["listen_to_talk_mouth_ratio"] > 0.85 and trained["listen_to_talk_mouth_ratio"] < 0.75
