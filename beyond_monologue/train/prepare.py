@@ -178,8 +178,8 @@ def write_json(path: Path, data) -> None:
     write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=1), encoding="utf-8"))
 
 
-def check_options(folder: Path, options: PrepareOptions) -> None:
-    """Write ``options.json``, or check that a resumed run has the same options.
+def check_options(folder: Path, options: PrepareOptions) -> bool:
+    """Write ``options.json`` (returns False), or check that a resumed run has the same options (returns True).
 
     Raises:
         BMInputError: naming the first option that differs from the run's ``options.json``.
@@ -193,8 +193,9 @@ def check_options(folder: Path, options: PrepareOptions) -> None:
                 raise BMInputError(key.replace("_", "-"), f"is {value!r} but run {options.name!r} was prepared with "
                                    f"{before.get(key)!r} ({saved}).",
                                    f"pass {before.get(key)!r} to continue that run, or use a new --name.")
-        return
+        return True
     write_json(saved, now)
+    return False
 
 
 # --- the prompt, encoded once per run ---------------------------------------------------------------
@@ -281,6 +282,8 @@ def load_encoders(options: PrepareOptions, text: torch.Tensor) -> Encoders:
         syncnet = load_syncnet(syncnet_path)
     except MetricWeightsUnavailable as err:
         reason = str(err)
+        if syncnet_path.is_file():
+            print(f"note: sync is not measured: {reason}", file=sys.stderr)
     return Encoders(vae, audio_encoder, text, syncnet, reason)
 
 
@@ -290,11 +293,23 @@ class VideoSkipped(Exception):
     """A video that gives no clips at all (no audio, unreadable); ``str()`` says why."""
 
 
+def sync_status() -> str:
+    """The manifest's ``sync`` line: what measures sync, or why nothing does (SyncNet's file is missing)."""
+    import folder_paths
+
+    from ..evaluate.metric_weights import FOLDER, SYNCNET_FILE, missing
+
+    path = Path(folder_paths.models_dir) / FOLDER / SYNCNET_FILE
+    if path.is_file():
+        return f"SyncNet LSE-C of the talk stream ({path}); a file that cannot be loaded makes every clip 'unavailable'"
+    return f"unavailable: {missing(SYNCNET_FILE, str(path.parent))}"
+
+
 def _sync_score(encoders: Encoders, frames: torch.Tensor, boxes, fps: float, talk: torch.Tensor, shares: dict) -> dict | str:
     from ..evaluate.lip_sync import lip_sync
 
     if encoders.syncnet is None:
-        return f"unavailable: {encoders.sync_missing}"
+        return "unavailable"  # why: the manifest's "sync" entry
     if shares["talk"] < SYNC_MIN_TALK:
         return f"not measured: the talk stream speaks in {shares['talk']:.2f} of the frames (< {SYNC_MIN_TALK})"
     result = lip_sync(encoders.syncnet, frames, boxes, fps, talk, AUDIO_RATE)
@@ -509,10 +524,10 @@ def prepare_folder(videos: Path, options: PrepareOptions, workers: int = 1, base
     if workers < 1:
         raise BMInputError("workers", f"is {workers}.", "use 1 or more.")
     folder, shards = run_folder(options.name), shard_folder(options.name)
-    check_options(folder, options)
+    resumed = check_options(folder, options)
     text = prompt_context(folder, options)
     pending = [job for job in jobs if not is_done(folder, job, shards)]
-    if len(pending) < len(jobs):
+    if resumed:
         log(f"resuming {options.name!r}: {len(jobs) - len(pending)} of {len(jobs)} videos already done")
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="video", desc=f"prepare {options.name}",
                file=sys.stderr)
@@ -536,7 +551,7 @@ def prepare_folder(videos: Path, options: PrepareOptions, workers: int = 1, base
     entries = [json.loads(marker_path(folder, job).read_text(encoding="utf-8")) for job in jobs]
     facts = summary(entries)
     manifest = {"format": "beyond_monologue.train.prepare", "version": "1", "videos_folder": str(videos),
-                "options": options.to_dict(), "summary": facts, "videos": entries}
+                "options": options.to_dict(), "sync": sync_status(), "summary": facts, "videos": entries}
     write_json(folder / "manifest.json", manifest)
     toml = "training_sets = [\n" + "".join(f'    "{s}",\n' for s in facts["shards"]) + "]\n"
     write_atomic(folder / "training_sets.toml", lambda p: p.write_text(toml, encoding="utf-8"))
