@@ -261,3 +261,15 @@ def test_a_killed_prepare_resumes_to_the_shards_of_an_unbroken_one(base, unbroke
     unbroken_talk = next(v for v in _manifest(base, "unbroken")["videos"] if v["video"] == "a_talk")
     assert _same_clips(unbroken_talk["clips"], entries["b_talk"]["clips"], "a_talk", "b_talk")
     assert [entries[n]["status"] for n in ("a_silent", "b_talk", "c_corrupt")] == ["skipped", "done", "skipped"]
+
+
+def test_a_missing_model_file_names_the_option(pack, tmp_path):
+    import importlib
+
+    prepare = importlib.import_module(f"{pack.__name__}.beyond_monologue.train.prepare")
+    options = prepare.PrepareOptions(name="missing", vae="wan2.2_vae.safetensors", audio_encoder="wav2vec2.safetensors",
+                                     text_encoder="absent.safetensors", frames=5, width=SIZE, height=SIZE)
+    with pytest.raises(prepare.BMInputError, match=r"^text-encoder: 'absent.safetensors' is not in models/text_encoders"):
+        prepare.prompt_context(tmp_path, options)
+    with pytest.raises(prepare.BMInputError, match=r"^frames: is 8"):
+        prepare.PrepareOptions(name="x", vae="v", audio_encoder="a", text_encoder="t", frames=8)
