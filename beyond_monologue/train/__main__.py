@@ -38,9 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prepare_parser(sub) -> None:
-    from .prepare import DEFAULT_FRAMES, DEFAULT_PROMPT, PrepareOptions
     from .prepare_clips import MIN_FACE, MIN_SPEECH, MIN_SYNC
     from .prepare_split import SPLITS
+    from .prepare_state import DEFAULT_FRAMES, DEFAULT_PROMPT, PrepareOptions
 
     p = sub.add_parser("prepare", help="conversation videos -> training-set shards (models/bm_training_sets/NAME/) "
                        "and a manifest (output/bm_prepare/NAME/); resumable")
@@ -72,7 +72,8 @@ def _prepare_parser(sub) -> None:
 
 
 def _prepare(options) -> int:
-    from .prepare import PrepareOptions, prepare_folder
+    from .prepare import prepare_folder
+    from .prepare_state import PrepareOptions
 
     names = ("name", "vae", "audio_encoder", "text_encoder", "prompt", "frames", "fps", "width", "height", "split",
              "channel", "speaker", "min_speech", "min_face", "min_sync")

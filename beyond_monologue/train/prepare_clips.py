@@ -56,6 +56,31 @@ def speech_shares(talk_probs: torch.Tensor, listen_probs: torch.Tensor, first: i
             "speech": float((talk | listen).float().mean())}
 
 
+def sync_score(syncnet, frames: torch.Tensor, boxes: np.ndarray, fps: float, talk: torch.Tensor, sample_rate: int,
+               shares: dict[str, float]) -> dict | str:
+    """The clip's sync score: ``{"lse_c", "lse_d", "offset_frames"}`` or why none.
+
+    Args:
+        syncnet: :class:`~beyond_monologue.evaluate.syncnet.SyncNet`, or None when its weights are missing.
+        frames: ``[T, H, W, 3]`` float 0..1 at ``fps`` (the clip, uncropped); boxes: ``[T, 4]`` its face track.
+        talk: ``[S]`` the clip's talk stream at ``sample_rate`` Hz.
+        shares: :func:`speech_shares` of the clip.
+
+    Returns:
+        ``"unavailable"`` without SyncNet, ``"not measured: ..."`` when the talk stream speaks in fewer
+        than :data:`SYNC_MIN_TALK` of the frames, else the LSE numbers (:func:`~beyond_monologue.evaluate.lip_sync.lip_sync`).
+    """
+    from ..evaluate.lip_sync import lip_sync
+
+    if syncnet is None:
+        return "unavailable"  # why: the manifest's "sync" line
+    if shares["talk"] < SYNC_MIN_TALK:
+        return f"not measured: the talk stream speaks in {shares['talk']:.2f} of the frames (< {SYNC_MIN_TALK})"
+    result = lip_sync(syncnet, frames, boxes, fps, talk, sample_rate)
+    return {"lse_c": round(float(result.lse_c), 3), "lse_d": round(float(result.lse_d), 3),
+            "offset_frames": int(result.offset_frames)}
+
+
 def face_crop_box(boxes: np.ndarray, frame_width: int, frame_height: int, width: int, height: int,
                   scale: float = FACE_CROP_SCALE) -> tuple[int, int, int, int]:
     """The clip's crop ``(x, y, w, h)`` in pixels (see the module docstring).

@@ -83,6 +83,7 @@ def base(pack, assets, librivox, smoke_models, tmp_path_factory):
     import importlib
 
     prepare = importlib.import_module(f"{pack.__name__}.beyond_monologue.train.prepare")
+    state = importlib.import_module(f"{pack.__name__}.beyond_monologue.train.prepare_state")
     smoke = importlib.import_module(f"{pack.__name__}.beyond_monologue.weights.smoke")
     root = tmp_path_factory.mktemp("prepare_base")
     models = root / "models"
@@ -118,13 +119,13 @@ def base(pack, assets, librivox, smoke_models, tmp_path_factory):
     (videos / "b_conversation.rttm").write_text("\n".join(rttm) + "\n")
     _write_video(videos / "c_silent.mp4", carphone[:12], None)
     (videos / "d_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
-    return {"root": root, "videos": videos, "context": context, "prepare": prepare}
+    return {"root": root, "videos": videos, "context": context, "prepare": prepare, "state": state}
 
 
 def _store_prompt(base, name):
     """What the command would store after encoding the prompt once (``prompt.safetensors`` of the run)."""
     folder = base["root"] / "output" / "bm_prepare" / name
-    base["prepare"].save_prompt_context(folder / "prompt.safetensors", base["context"], PROMPT, "umt5_reduced.safetensors")
+    base["state"].save_prompt_context(folder / "prompt.safetensors", base["context"], PROMPT, "umt5_reduced.safetensors")
 
 
 def _prepare(base, name, videos=None, workers=1, kill_after=None, check=True):

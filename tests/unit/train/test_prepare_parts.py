@@ -1,12 +1,13 @@
 """The parts of ``prepare`` that need no model: the on-screen speaker's streams, the face-centred crop box."""
 
+import av
 import numpy as np
 import pytest
 import torch
 from audio_fixtures import read_wav
 
 from beyond_monologue.errors import BMInputError
-from beyond_monologue.train.prepare_clips import face_crop_box
+from beyond_monologue.train.prepare_clips import face_crop_box, speech_shares, sync_score
 from beyond_monologue.train.prepare_split import on_screen_speaker, speaker_streams, turn_seconds
 
 
@@ -73,3 +74,25 @@ def test_the_crop_is_centred_on_the_face_with_the_training_aspect_and_stays_insi
     assert (w, h) == (144, 144) and x == 0 and y == 0  # the whole height, square, at the left edge
     x, y, w, h = face_crop_box(np.array([[10.0, 10.0, 50.0, 60.0]]), 100, 400, 1280, 704)
     assert w == 100 and h == round(100 * 704 / 1280)  # too wide for the frame: as wide as the frame
+
+
+def test_sync_is_measured_on_talking_clips_only_and_is_unavailable_without_syncnet(assets, librivox):
+    from beyond_monologue.audio.vad import speech_probabilities
+    from beyond_monologue.evaluate.face_track import track_face
+    from beyond_monologue.evaluate.syncnet import smoke_state_dict, syncnet_from_state_dict
+
+    with av.open(str(assets / "carphone_pristine.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for _, f in zip(range(25), container.decode(video=0), strict=False)])
+    images = torch.from_numpy(frames).float() / 255
+    track = track_face(images)
+    fps = 30000 / 1001
+    speech = torch.from_numpy(librivox[0][32000:32000 + round(25 / fps * 16000)])
+    silence = torch.zeros_like(speech)
+    shares = speech_shares(speech_probabilities(speech), speech_probabilities(silence), 0, 25, fps)
+    assert shares["talk"] > 0.8 and shares["listen"] == 0.0
+    syncnet = syncnet_from_state_dict(smoke_state_dict(0))  # untrained: numbers, not meaningful ones
+    found = sync_score(syncnet, images, track.boxes, fps, speech, 16000, shares)
+    assert set(found) == {"lse_c", "lse_d", "offset_frames"} and found["lse_d"] > 0 and abs(found["offset_frames"]) <= 15
+    assert sync_score(None, images, track.boxes, fps, speech, 16000, shares) == "unavailable"
+    listening = {"talk": 0.2, "listen": 1.0, "speech": 1.0}
+    assert sync_score(syncnet, images, track.boxes, fps, silence, 16000, listening).startswith("not measured: the talk stream")
