@@ -113,7 +113,9 @@ def _clip(job: VideoJob, options: PrepareOptions, encoders: Encoders, streams, p
         record["reason"] = f"speech: {shares['speech']:.2f} of the frames speak (< {options.min_speech})"
         return record, None
     if state.get("detector") is None:
-        state["detector"] = make_detector(frames.shape[1], frames.shape[2])
+        import comfy.model_management
+
+        state["detector"] = make_detector(frames.shape[1], frames.shape[2], comfy.model_management.get_torch_device())
     images = to_image(frames)
     try:
         track = link_track(detect_faces(state["detector"], images))
