@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prepare_parser(sub) -> None:
-    from .prepare_clips import MIN_FACE, MIN_SPEECH, MIN_SYNC
+    from .prepare_clips import MAX_SECOND_FACE, MIN_FACE, MIN_SPEECH, MIN_SYNC
     from .prepare_split import SPLITS
     from .prepare_state import DEFAULT_FRAMES, DEFAULT_PROMPT, PrepareOptions
 
@@ -64,6 +64,8 @@ def _prepare_parser(sub) -> None:
                    f"the frames (default {MIN_SPEECH}, the pack's choice)")
     p.add_argument("--min-face", type=float, default=MIN_FACE, help=f"keep clips where MTCNN finds the face in this share "
                    f"of the frames (default {MIN_FACE}, the pack's choice)")
+    p.add_argument("--max-second-face", type=float, default=MAX_SECOND_FACE, help="drop clips where MTCNN finds a "
+                   f"second face in more than this share of the frames (default {MAX_SECOND_FACE}, the pack's choice)")
     p.add_argument("--min-sync", type=float, default=MIN_SYNC, help=f"keep talking clips with SyncNet LSE-C at least this "
                    f"(default {MIN_SYNC}, the pack's choice; only with models/bm_evaluation/syncnet_v2.safetensors)")
     p.add_argument("--workers", type=int, default=1, help="videos prepared at once, one process each (default 1)")
@@ -76,7 +78,7 @@ def _prepare(options) -> int:
     from .prepare_state import PrepareOptions
 
     names = ("name", "vae", "audio_encoder", "text_encoder", "prompt", "frames", "fps", "width", "height", "split",
-             "channel", "speaker", "min_speech", "min_face", "min_sync")
+             "channel", "speaker", "min_speech", "min_face", "max_second_face", "min_sync")
     prepare = PrepareOptions(**{key: getattr(options, key) for key in names})
     manifest = prepare_folder(options.videos, prepare, options.workers, options.base_directory, options.cpu)
     return 0 if manifest["summary"]["clips_kept"] else 1

@@ -11,13 +11,17 @@ thresholds** (options of the command; the paper publishes none):
 * face presence: the MTCNN face track of :mod:`beyond_monologue.evaluate.face_track` over the clip
   (the pack's only face detector; its short-gap filling and IoU linking); a clip is kept when the
   detector found the face in at least :data:`MIN_FACE` (0.9) of its frames.
+* one person: MTCNN (whose smallest face is a quarter of the frame's shorter side) finding a second
+  face in more than :data:`MAX_SECOND_FACE` (0.5) of the frames drops the clip (VoxHear drops
+  multi-person clips; the pack counts faces, it does not run DWPose).
 * sync: SyncNet LSE-C (:mod:`beyond_monologue.evaluate.lip_sync`) of the talk stream against the face,
   only when ``models/bm_evaluation/syncnet_v2.safetensors`` is present (else recorded as
   ``"unavailable: ..."``) and the talk stream speaks in at least :data:`SYNC_MIN_TALK` (0.5) of the
   frames (LSE-C means nothing on a listening clip); kept when LSE-C >= :data:`MIN_SYNC` (3.0, the pack's
   choice between the ~0 of unrelated audio and the 6-9 of real talking faces the public protocol reports).
-* not done: speech separation from background music or noise (BM Separate Speech exists but is not
-  run here: it needs the Mel-Band RoFormer weights and is slow), scene-cut detection, image quality.
+* not done (VoxHear does them): speech separation from background (VoxHear: MossFormer2; the pack's BM
+  Separate Speech is not run here: it needs the Mel-Band RoFormer weights and is slow), DWPose keypoint
+  checks, scene-cut detection, image-quality filtering.
 
 Face-centred crop (the pack's choice): one fixed box per clip (a moving crop would add camera motion
 that the person did not make), centred on the median face-box centre of the clip, as tall as
@@ -36,6 +40,7 @@ from ..audio.vad import probabilities_at
 SPEECH_PROBABILITY = 0.5  # Silero's own default threshold
 MIN_SPEECH = 0.5  # the pack's choice (module docstring)
 MIN_FACE = 0.9  # the pack's choice
+MAX_SECOND_FACE = 0.5  # the pack's choice: share of frames with a second face
 MIN_SYNC = 3.0  # the pack's choice (LSE-C)
 SYNC_MIN_TALK = 0.5  # the pack's choice
 FACE_CROP_SCALE = 3.0  # the pack's choice: crop height in face heights

@@ -11,7 +11,9 @@ video (sorted by relative path). Beside ``NAME.mp4`` the optional files are:
 
 Decoding is PyAV's (the library ComfyUI's own video nodes use). Frames are read as a stream of
 ``frames_per_clip`` windows at the training frame rate (the nearest source frame to each output
-frame time, as ``ffmpeg -r`` does), so a long video never has to fit in memory.
+frame time, as ``ffmpeg -r`` does; source frame times are ``index / average rate``, so a
+variable-frame-rate video is treated as constant-rate), so a long video never has to fit in memory. The soundtrack is
+taken to start with the first frame (container start-time offsets and encoder delay are not applied).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from ..errors import BMInputError
 from ..timebase import frame_count, is_valid_frame_count
 from .prepare_clips import (
+    MAX_SECOND_FACE,
     MIN_FACE,
     MIN_SPEECH,
     MIN_SYNC,
@@ -48,7 +49,7 @@ class PrepareOptions:
         fps: training frame rate (frames are picked from the video at this rate).
         width / height: training size in pixels (multiples of 16).
         split / channel / speaker: see :mod:`.prepare_split`.
-        min_speech / min_face / min_sync: filter thresholds (:mod:`.prepare_clips`).
+        min_speech / min_face / max_second_face / min_sync: filter thresholds (:mod:`.prepare_clips`).
         feature_order: wav2vec2 feature order (``"conv_features"``, what the adapter expects).
     """
 
@@ -66,6 +67,7 @@ class PrepareOptions:
     speaker: str = ""
     min_speech: float = MIN_SPEECH
     min_face: float = MIN_FACE
+    max_second_face: float = MAX_SECOND_FACE
     min_sync: float = MIN_SYNC
     feature_order: str = "conv_features"
 
@@ -83,7 +85,7 @@ class PrepareOptions:
             raise BMInputError("split", f"is {self.split!r}.", f"use one of {', '.join(SPLITS)}.")
         if self.channel not in (1, 2):
             raise BMInputError("channel", f"is {self.channel}.", "use 1 (left) or 2 (right).")
-        for key in ("min_speech", "min_face"):
+        for key in ("min_speech", "min_face", "max_second_face"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise BMInputError(key.replace("_", "-"), f"is {getattr(self, key)}.", "use a share of frames in 0..1.")
 
@@ -178,13 +180,17 @@ def load_prompt_context(path: Path, prompt: str, text_encoder: str) -> torch.Ten
 
 def encode_prompt(text_encoder: str, prompt: str) -> torch.Tensor:
     """``[L, 4096]`` float32 context of ``prompt`` with ComfyUI's CLIPLoader path (type ``wan``) and CLIP Text Encode."""
+    import comfy.model_management
     import comfy.sd
     import folder_paths
 
     clip = comfy.sd.load_clip(ckpt_paths=[model_path("text_encoders", text_encoder, "text-encoder")],
                               embedding_directory=folder_paths.get_folder_paths("embeddings"), clip_type=comfy.sd.CLIPType.WAN)
     cond = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-    return cond[0][0][0].float().cpu()
+    context = cond[0][0][0].float().cpu().clone()
+    del clip, cond
+    comfy.model_management.unload_all_models()  # the text encoder is not needed again in this run
+    return context
 
 
 def prompt_context(folder: Path, options: PrepareOptions) -> torch.Tensor:

@@ -117,8 +117,10 @@ def _clip(job: VideoJob, options: PrepareOptions, encoders: Encoders, streams, p
 
         state["detector"] = make_detector(frames.shape[1], frames.shape[2], comfy.model_management.get_torch_device())
     images = to_image(frames)
+    detections = detect_faces(state["detector"], images)
+    record["scores"]["second_face"] = round(sum(len(boxes) > 1 for boxes, _, _ in detections) / len(detections), 3)
     try:
-        track = link_track(detect_faces(state["detector"], images))
+        track = link_track(detections)
     except FaceNotFoundError as err:
         record["scores"]["face"] = round(1.0 - len(err.frames) / err.total, 3)
         record["reason"] = f"face: {err}"
@@ -126,6 +128,10 @@ def _clip(job: VideoJob, options: PrepareOptions, encoders: Encoders, streams, p
     record["scores"]["face"] = round(track.detected_fraction, 3)
     if track.detected_fraction < options.min_face:
         record["reason"] = f"face: found in {track.detected_fraction:.2f} of the frames (< {options.min_face})"
+        return record, None
+    if record["scores"]["second_face"] > options.max_second_face:
+        record["reason"] = (f"second face: another face in {record['scores']['second_face']:.2f} of the frames "
+                            f"(> {options.max_second_face})")
         return record, None
     talk, listen = streams.talk[a:b], streams.listen[a:b]
     sync = sync_score(encoders.syncnet, images, track.boxes, fps, talk, AUDIO_RATE, shares)

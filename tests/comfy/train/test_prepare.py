@@ -175,7 +175,8 @@ def test_a_talking_head_video_becomes_a_shard_and_bad_videos_are_reported(base, 
     assert not clips[0]["kept"] and clips[0]["reason"].startswith("speech: 0.00 of the frames speak")
     assert not clips[3]["kept"] and clips[3]["reason"].startswith("face: no face found in 5 of 5 frames")
     kept = [c for c in clips if c["kept"]]
-    assert kept and all(c["scores"]["face"] >= 0.9 and c["scores"]["sync"] == "unavailable" for c in kept)
+    assert kept and all(c["scores"]["face"] >= 0.9 and c["scores"]["second_face"] == 0.0 for c in kept)
+    assert all(c["scores"]["sync"] == "unavailable" for c in kept)
     assert manifest["sync"].startswith("unavailable: syncnet_v2.safetensors is not in")
     silent, corrupt = videos["c_silent"], videos["d_corrupt"]
     assert silent["status"] == "skipped" and "c_silent.mp4: has no audio stream" in silent["error"]
