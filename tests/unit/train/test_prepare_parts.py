@@ -96,3 +96,22 @@ def test_sync_is_measured_on_talking_clips_only_and_is_unavailable_without_syncn
     assert sync_score(None, images, track.boxes, fps, speech, 16000, shares) == "unavailable"
     listening = {"talk": 0.2, "listen": 1.0, "speech": 1.0}
     assert sync_score(syncnet, images, track.boxes, fps, silence, 16000, listening).startswith("not measured: the talk stream")
+
+
+def test_the_folder_finds_videos_with_their_turns_and_two_channel_recordings(librivox, tmp_path):
+    from audio_fixtures import write_wav
+
+    from beyond_monologue.train.prepare_media import find_videos, read_sound
+
+    (tmp_path / "day1").mkdir()
+    for name in ("day1/b.mp4", "a.mkv", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "day1" / "b.rttm").write_text("SPEAKER b 1 0.0 1.0 <NA> <NA> x <NA> <NA>\n")
+    n = 16000
+    write_wav(tmp_path / "a.conversation.wav", np.stack([librivox[0][:n], librivox[1][:n]], axis=1), 16000)
+    jobs = find_videos(tmp_path)
+    assert [(j.name, j.rttm is not None, j.conversation is not None) for j in jobs] == [("a", False, True),
+                                                                                      ("day1/b", True, False)]
+    wave, rate = read_sound(jobs[0].conversation)
+    assert rate == 16000 and wave.shape[0] == 2 and abs(wave.shape[1] - n) <= 512
+    assert float(torch.corrcoef(torch.stack([wave[0, :n - 512], torch.from_numpy(librivox[0][:n - 512])]))[0, 1]) > 0.99
