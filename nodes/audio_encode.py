@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import comfy.model_management
-from comfy.audio_encoders.wav2vec2 import Wav2Vec2Model
 from comfy_api.latest import io
 
 from ..beyond_monologue.audio.audio_checks import check_audio
 from ..beyond_monologue.audio.duplex_audio import FEATURE_ORDERS
-from ..beyond_monologue.audio.speech_features import encode_duplex
+from ..beyond_monologue.audio.speech_features import encode_with_audio_encoder
 from ..beyond_monologue.errors import BMInputError
 from ..beyond_monologue.timebase import is_valid_frame_count
 from .progress import progress_reporter
@@ -91,15 +89,8 @@ def encode_streams(talk, listen, audio_encoder, fps: float, length: int, feature
     """
     talk_wave, talk_rate = check_audio(talk, "talk")
     listen_wave, listen_rate = check_audio(listen, "listen")
-    model = getattr(audio_encoder, "model", None)
-    if not isinstance(model, Wav2Vec2Model):
-        raise BMInputError("audio_encoder", f"is {type(model).__name__}, not wav2vec2.",
-                           "load wav2vec2-chinese-base_fp16.safetensors (or wav2vec2-base-960h) with Load Audio Encoder.")
-    comfy.model_management.load_model_gpu(audio_encoder.patcher)
-    layers, dim = len(model.encoder.layers), model.encoder.layer_norm.weight.shape[0]
-    return encode_duplex(model, talk_wave, talk_rate, listen_wave, listen_rate, fps=fps, num_frames=length,
-                         order=feature_order, device=audio_encoder.load_device,
-                         encoder_name=f"wav2vec2 {layers}x{dim}", on_progress=progress_reporter())
+    return encode_with_audio_encoder(audio_encoder, talk_wave, talk_rate, listen_wave, listen_rate, fps, length,
+                                     feature_order, progress_reporter())
 
 
 NODES = [BMDualStreamEncode]

@@ -186,3 +186,27 @@ def encode_duplex(model: torch.nn.Module, talk: torch.Tensor, talk_rate: int, li
     talk_activity, talk_features, listen_activity, listen_features = results
     return DuplexAudio(talk=talk_features, listen=listen_features, talk_activity=talk_activity,
                        listen_activity=listen_activity, fps=float(fps), feature_order=order, encoder=encoder_name)
+
+
+def encode_with_audio_encoder(audio_encoder, talk: torch.Tensor, talk_rate: int, listen: torch.Tensor, listen_rate: int,
+                              fps: float, num_frames: int, order: str = "conv_features",
+                              on_progress=None) -> DuplexAudio:
+    """:func:`encode_duplex` with a ComfyUI AUDIO_ENCODER (Load Audio Encoder's value), loaded by ComfyUI's model management.
+
+    BM Dual Stream Encode, BM Training Sample and ``python -m beyond_monologue.train prepare`` all encode
+    through here. ``encoder`` of the result is ``"wav2vec2 {layers}x{width}"``.
+
+    Raises:
+        BMInputError: (``audio_encoder``) the encoder is not ComfyUI's wav2vec2; and see :func:`encode_duplex`.
+    """
+    import comfy.model_management
+    from comfy.audio_encoders.wav2vec2 import Wav2Vec2Model
+
+    model = getattr(audio_encoder, "model", None)
+    if not isinstance(model, Wav2Vec2Model):
+        raise BMInputError("audio_encoder", f"is {type(model).__name__}, not wav2vec2.",
+                           "load wav2vec2-chinese-base_fp16.safetensors (or wav2vec2-base-960h) with Load Audio Encoder.")
+    comfy.model_management.load_model_gpu(audio_encoder.patcher)
+    layers, dim = len(model.encoder.layers), model.encoder.layer_norm.weight.shape[0]
+    return encode_duplex(model, talk, talk_rate, listen, listen_rate, fps=fps, num_frames=num_frames, order=order,
+                         device=audio_encoder.load_device, encoder_name=f"wav2vec2 {layers}x{dim}", on_progress=on_progress)
