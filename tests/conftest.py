@@ -30,11 +30,22 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 
+# Run order: the cheap tiers first, the shared server last, so that its session teardown (a clean
+# shutdown, asserted) follows the server tests at once instead of a 10 GB idle server sitting through
+# the unit tier on a 24 GB machine (an OOM kill of it once failed that teardown).
+RUN_ORDER = ("unit", "install", "comfy", "browser", "server")
+
+
+def _tier(item) -> str:
+    parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+    return parts[0] if parts and parts[0] in TIERS else ""
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        if parts and parts[0] in TIERS:
-            item.add_marker(getattr(pytest.mark, parts[0]))
+        if _tier(item):
+            item.add_marker(getattr(pytest.mark, _tier(item)))
+    items.sort(key=lambda item: RUN_ORDER.index(_tier(item)) if _tier(item) in RUN_ORDER else len(RUN_ORDER))
 
 
 @pytest.fixture(scope="session")
