@@ -244,9 +244,10 @@ def test_train_duplex_adapter_trains_saves_and_the_file_renders_the_full_duplex_
 
 def test_torchrun_continues_the_trained_adapter_and_its_export_renders_the_full_duplex_example(client, comfy_server,
                                                                                                 inputs, tmp_path):
-    """Issue 13: ``python -m beyond_monologue.train run`` (torchrun, 1 process) on this server's folders: the
+    """Issue 13: ``python -m beyond_monologue.train run`` (torchrun, 1 process) on this server's files: the
     training workflow's saved set and adapter in, an exported adapter out that the full-duplex graph renders."""
     import os
+    import shutil
     import subprocess
     import sys
 
@@ -257,18 +258,25 @@ def test_torchrun_continues_the_trained_adapter_and_its_export_renders_the_full_
     trained = sorted((models / "beyond_monologue" / "bm_test").glob("trained_*.safetensors"))
     assert sets and trained, "the training workflow test (just before) saved no set or adapter"
     unet = next(n["inputs"]["unet_name"] for n in load("train_duplex_adapter")[1].values() if n["class_type"] == "UNETLoader")
+    # the run gets its own ComfyUI base directory (its output/ and user/ stay apart from the live server's),
+    # holding the server's model, set and adapter; its export is then put where the server lists adapters
+    run_base = tmp_path / "train_base"
+    for folder, path in (("diffusion_models", models / "diffusion_models" / unet), ("bm_training_sets", sets[-1]),
+                         ("beyond_monologue/bm_test", trained[-1])):
+        (run_base / "models" / folder).mkdir(parents=True, exist_ok=True)
+        (run_base / "models" / folder / path.name).symlink_to(path.resolve())
     config = tmp_path / "run.toml"
-    config.write_text(f'model = "{unet}"\ntraining_sets = ["{sets[-1].relative_to(models / "bm_training_sets").as_posix()}"]\n'
+    config.write_text(f'model = "{unet}"\ntraining_sets = ["{sets[-1].name}"]\n'
                       f'output = "bm_test_torchrun"\nglobal_batch = 1\ncheckpoint_every = 1\ntraining_dtype = "float32"\n'
                       f'checkpointing = false\ncontinue_from = "bm_test/{trained[-1].name}"\n'
                       '[recipe]\nsteps = 1\nlr_new = 1e-4\nwindow_latents = 4\n')
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
                            "-m", "beyond_monologue.train", "run", "--config", str(config),
-                           "--base-directory", str(comfy_server.base_dir), "--cpu"],
+                           "--base-directory", str(run_base), "--cpu"],
                           cwd=PACK_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=RENDER_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert (models / "beyond_monologue" / "bm_test_torchrun.safetensors").is_file()
+    shutil.copy(run_base / "models" / "beyond_monologue" / "bm_test_torchrun.safetensors", models / "beyond_monologue")
     _, duplex_api, duplex_map = load("full_duplex_avatar")
     prompt = set_inputs(duplex_api, duplex_map, {"talk": inputs["speaker_1"], "listen": inputs["speaker_2"],
                                                  "portrait": inputs["portrait_a"], **SMALL})
