@@ -48,6 +48,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that :meth:`ComfyServer.stop`'s SIGINT reaches
+    ComfyUI's clean shutdown even when the launching process ignores SIGINT (a child inherits an ignored
+    signal, and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ComfyServer:
     """A ComfyUI child process with this pack in its ``custom_nodes``.
 
@@ -114,7 +121,7 @@ class ComfyServer:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 -- lives as long as the server process
         self.process = subprocess.Popen(self.command(), cwd=self.base_dir, env=env, stdout=self._log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -115,3 +115,20 @@ def test_bad_input_is_a_node_error_and_the_server_stays_up(client, assets):
     assert result.status == "error"
     assert "stereo mode needs 2" in result.error_message() and "Fix:" in result.error_message()
     assert client.system_stats()  # still serving
+
+
+def test_a_server_started_from_a_process_that_ignores_sigint_still_stops_cleanly(tmp_path):
+    """A child inherits an ignored SIGINT (and Python then installs no KeyboardInterrupt handler); the
+    launcher gives ComfyUI the default back, so ``stop()``'s SIGINT still reaches its clean shutdown."""
+    import signal
+
+    from beyond_monologue.comfyui.comfy_launcher import ComfyServer
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        server = ComfyServer(tmp_path / "base")
+        server.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert server.stop(timeout_s=30.0) == 0, server.log_tail()
+    assert "Stopped server" in server.log_text()
