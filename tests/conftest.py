@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
 
 
 # Run order: the cheap tiers first, the shared server last, so that its session teardown (a clean
-# shutdown, asserted) follows the server tests at once instead of a 10 GB idle server sitting through
-# the unit tier on a 24 GB machine (an OOM kill of it once failed that teardown).
+# shutdown, asserted) follows the server tests at once and a ~10 GB idle server does not sit through
+# the unit tier on a 24 GB machine.
 RUN_ORDER = ("unit", "install", "comfy", "browser", "server")
 
 
